@@ -1,0 +1,194 @@
+"""Rollout engines: correctness of the HF sampling loop against the model itself, reproducibility, stopping,
+and the vLLM engine's translation layer (with a fake `vllm` module; the real one needs a GPU)."""
+import sys, types
+import pytest
+import torch
+from staged_rl.rollout import (Completion, HFEngine, SamplingParams, VLLMEngine, make_engine, sample_tokens, toy_lm)
+
+PROMPTS = ["Question: what is 2+3?", "def add(a, b):", "The quick brown fox jumps over"]
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    "Tiny models run fastest on one thread, and a shared 2-core box does not oversubscribe; restored afterwards."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def lm():
+    return toy_lm()
+
+
+@pytest.fixture(scope='module')
+def stopping_lm():
+    return toy_lm(eos_bias=3.0)
+
+
+def ids_of(res): return [[c.ids for c in g] for g in res]
+
+
+def test_same_seed_same_completions(lm):
+    model, tok = lm
+    eng = HFEngine(model, tok)
+    sp = SamplingParams(max_new_tokens=16, seed=7, top_p=0.9, temperature=0.8)
+    a, b = eng.generate(PROMPTS, 4, sp), eng.generate(PROMPTS, 4, sp)
+    assert ids_of(a) == ids_of(b)
+    c = eng.generate(PROMPTS, 4, SamplingParams(max_new_tokens=16, seed=8, top_p=0.9, temperature=0.8))
+    assert ids_of(a) != ids_of(c)
+    assert len({tuple(c.ids) for c in a[0]}) > 1  # the n samples of a prompt differ
+
+
+def test_greedy_matches_model_generate(lm):
+    model, tok = lm
+    res = HFEngine(model, tok).generate(PROMPTS, 2, SamplingParams(temperature=0, max_new_tokens=12))
+    for p, g in zip(PROMPTS, res):  # one prompt at a time: no padding in the reference
+        enc = tok([p], return_tensors='pt')
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)[0, enc['input_ids'].shape[1]:].tolist()
+        if tok.eos_token_id in ref: ref = ref[:ref.index(tok.eos_token_id) + 1]
+        assert g[0].ids == g[1].ids == ref
+
+
+def test_first_token_distribution_matches_model(lm):
+    "Prefill + repeat of the cache + sampler: first-token frequencies follow the model's softmax."
+    model, tok = lm
+    p = PROMPTS[1]
+    N, temp = 3000, 0.1  # the random model is nearly uniform; a low temperature gives a peaked target
+    res = HFEngine(model, tok).generate([PROMPTS[0], p], N, SamplingParams(max_new_tokens=1, seed=0, temperature=temp))
+    with torch.no_grad(): logits = model(**tok([p], return_tensors='pt')).logits[0, -1]
+    probs = (logits / temp).softmax(-1)
+    freq = torch.bincount(torch.tensor([c.ids[0] for c in res[1]]), minlength=len(probs)).float() / N
+    top = probs.argsort(descending=True)[:6]
+    assert ((freq[top] - probs[top]).abs() <= 4 * (probs[top] * (1 - probs[top]) / N).sqrt() + 1e-3).all()
+    probs = logits.softmax(-1)
+    res = HFEngine(model, tok).generate([p], 500, SamplingParams(max_new_tokens=1, seed=0, top_p=0.5))
+    sp, si = probs.sort(descending=True)
+    nucleus = set(si[:int(((sp.cumsum(0) - sp) < 0.5).sum())].tolist())
+    assert {c.ids[0] for c in res[0]} <= nucleus
+
+
+def test_sampling_logprobs_match_a_full_forward(stopping_lm):
+    "KV cache, left padding and row dropping leave the model's predictions unchanged."
+    model, tok = stopping_lm
+    res = HFEngine(model, tok, drop_frac=0.0).generate(PROMPTS, 4, SamplingParams(max_new_tokens=20, seed=1, logprobs=True, temperature=0.9))
+    for g in res:
+        for c in g:
+            full = torch.tensor([c.prompt_ids + c.ids])
+            with torch.no_grad(): lg = model(full).logits[0, len(c.prompt_ids) - 1:-1] / 0.9
+            want = lg.log_softmax(-1).gather(-1, torch.tensor(c.ids)[:, None])[:, 0]
+            assert torch.allclose(torch.tensor(c.logprobs), want, atol=1e-4)
+
+
+def test_finish_reasons_and_text(stopping_lm):
+    model, tok = stopping_lm
+    res = HFEngine(model, tok).generate(PROMPTS, 8, SamplingParams(max_new_tokens=10, seed=0))
+    flat = [c for g in res for c in g]
+    assert {c.finish_reason for c in flat} == {'stop', 'length'}
+    for c in flat:
+        assert isinstance(c, Completion) and 1 <= len(c.ids) <= 10
+        if c.finish_reason == 'stop': assert c.ids[-1] == tok.eos_token_id and not c.truncated
+        else: assert len(c.ids) == 10 and tok.eos_token_id not in c.ids and c.truncated
+        assert tok.eos_token_id not in c.ids[:-1]
+        assert c.text == tok.decode(c.ids, skip_special_tokens=True) and '<|im_end|>' not in c.text
+        assert c.logprobs is None
+
+
+def test_row_dropping_and_chunking_do_not_change_samples(stopping_lm):
+    model, tok = stopping_lm
+    sp = SamplingParams(max_new_tokens=16, seed=3)
+    keep = HFEngine(model, tok, drop_frac=None).generate(PROMPTS, 6, sp)
+    assert ids_of(HFEngine(model, tok, drop_frac=0.0).generate(PROMPTS, 6, sp)) == ids_of(keep)
+    assert ids_of(HFEngine(model, tok, drop_frac=0.5).generate(PROMPTS, 6, sp)) == ids_of(keep)
+    greedy = SamplingParams(max_new_tokens=16, temperature=0)
+    assert ids_of(HFEngine(model, tok, max_batch_rows=4).generate(PROMPTS, 2, greedy)) == \
+           ids_of(HFEngine(model, tok).generate(PROMPTS, 2, greedy))
+
+
+def test_tokenizer_without_pad_token(lm):
+    model, tok = lm
+    import copy
+    t = copy.deepcopy(tok); t.pad_token = None
+    assert t.pad_token_id is None
+    res = HFEngine(model, t).generate(PROMPTS, 2, SamplingParams(temperature=0, max_new_tokens=6))
+    assert ids_of(res) == ids_of(HFEngine(model, tok).generate(PROMPTS, 2, SamplingParams(temperature=0, max_new_tokens=6)))
+
+
+def test_bad_inputs(lm):
+    model, tok = lm
+    eng = HFEngine(model, tok)
+    with pytest.raises(ValueError, match='list of strings'): eng.generate('a prompt', 1)
+    with pytest.raises(ValueError, match=r'prompts\[1\]'): eng.generate(['a', None], 1)
+    with pytest.raises(ValueError, match='n=0'): eng.generate(['a'], 0)
+    with pytest.raises(ValueError, match='top_p'): SamplingParams(top_p=1.5)
+    with pytest.raises(ValueError, match='kind'): make_engine('tgi', model, tok)
+
+
+def test_sample_tokens_greedy_and_seeded():
+    logits = torch.randn(16, 50)
+    assert torch.equal(sample_tokens(logits, temperature=0), logits.argmax(-1))
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(sample_tokens(logits, generator=g1), sample_tokens(logits, generator=g2))
+
+
+# ---- vLLM engine: translation layer with a fake vllm module ----------------------------------------------------
+
+def _fake_vllm(calls):
+    mod = types.ModuleType('vllm')
+    class SamplingParams:
+        def __init__(self, **kw): self.kw = kw; calls['sampling'] = kw
+    class Logprob:
+        def __init__(self, v): self.logprob = v
+    class Model:
+        def load_weights(self, weights): calls['weights'] = [n for n, _ in weights]
+    class LLM:
+        def __init__(self, model, **kw):
+            calls['llm'] = dict(model=model, **kw)
+            self.llm_engine = types.SimpleNamespace(model_executor=types.SimpleNamespace(
+                driver_worker=types.SimpleNamespace(model_runner=types.SimpleNamespace(model=Model()))))
+        def get_tokenizer(self): return 'tok'
+        def reset_prefix_cache(self): calls['reset'] = True
+        def generate(self, prompts, sp, use_tqdm=False):
+            n = sp.kw['n']
+            outs = []
+            for i, p in enumerate(prompts):
+                comps = [types.SimpleNamespace(token_ids=[10 + j, 2], text=f'{p}-{j}', finish_reason='length' if j else 'stop',
+                                               logprobs=[{10 + j: Logprob(-0.5)}, {2: Logprob(-1.5)}] if sp.kw['logprobs'] is not None else None)
+                         for j in range(n)]
+                outs.append(types.SimpleNamespace(prompt_token_ids=[1, i], outputs=comps))
+            return outs
+    mod.LLM, mod.SamplingParams = LLM, SamplingParams
+    return mod
+
+
+def test_vllm_engine_translation(monkeypatch, lm):
+    calls = {}
+    monkeypatch.setitem(sys.modules, 'vllm', _fake_vllm(calls))
+    eng = make_engine('vllm', model_name_or_path='/models/policy', gpu_memory_utilization=0.3)
+    assert calls['llm']['model'] == '/models/policy' and calls['llm']['gpu_memory_utilization'] == 0.3
+    assert calls['llm']['logprobs_mode'] == 'processed_logprobs'
+    res = eng.generate(['p0', 'p1'], 2, SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=5, seed=3, stop_token_ids=[7], logprobs=True))
+    assert calls['sampling'] == dict(n=2, temperature=0.7, top_p=0.9, max_tokens=5, seed=3, stop_token_ids=[7], logprobs=0,
+                                     skip_special_tokens=True)
+    assert [[c.finish_reason for c in g] for g in res] == [['stop', 'length']] * 2
+    assert res[1][1] == Completion([1, 1], [11, 2], 'p1-1', 'length', [-0.5, -1.5])
+    model, _ = lm
+    eng.sync_weights(model)
+    assert calls['weights'] == [n for n, _ in model.named_parameters()] and calls['reset']
+    assert eng.generate(['p'], 1)[0][0].logprobs is None
+
+
+def test_vllm_missing_gives_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'vllm', None)  # makes `import vllm` raise ImportError
+    with pytest.raises(ImportError, match=r'pip install'):
+        VLLMEngine('some/model')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_hf_engine_on_gpu(lm):
+    model, tok = toy_lm()
+    model = model.cuda()
+    sp = SamplingParams(max_new_tokens=12, seed=0)
+    a, b = HFEngine(model, tok).generate(PROMPTS, 4, sp), HFEngine(model, tok).generate(PROMPTS, 4, sp)
+    assert ids_of(a) == ids_of(b)
