@@ -44,3 +44,7 @@ def main(argv:list|None=None) -> int:
     mod, fn, _ = cmds[argv[0]]
     code = getattr(importlib.import_module(mod), fn)(argv[1:])
     return int(code or 0)
+
+# %% ../nbs/10_cli.ipynb #e7eaf8ed
+#| eval: false
+if __name__ == '__main__': sys.exit(main())

@@ -104,8 +104,8 @@ LAYOUTS = {  # name: (keys that identify it, row -> Problem)
     'native': ({'id', 'domain', 'prompt'}, _row_native),
     'humaneval': ({'task_id', 'prompt', 'entry_point', 'test'}, _row_humaneval),
     'livecodebench': ({'question_content', 'public_test_cases'}, _row_livecodebench),
+    'math': ({'problem', 'answer'}, _row_math),  # before stdin: a math row may carry extra keys such as tests
     'stdin': ({'problem', 'tests'}, _row_stdin),
-    'math': ({'problem', 'answer'}, _row_math),
 }
 
 def detect_layout(row:dict) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc, hashlib, json, os, sys, time, warnings
 from dataclasses import replace
 from pathlib import Path
-from .config import ROLES, load_config
+from .config import ROLES, FilterConfig, load_config
 from .data import Problem, build_prompt, load_problems
 from .filtering import assign_levels, levels_for_pool, load_pool
 
