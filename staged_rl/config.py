@@ -62,11 +62,22 @@ class TinyConfig:
     n_code: int = 200  # code problems in the training pool
     n_heldout: int = 100  # held-out problems per domain, for evaluation
     cache_dir: str = '~/.cache/staged_rl/tiny'  # where the tokenizer and ladder models are built once
-    sft_steps: list = field(default_factory=lambda: [150, 300, 600, 1200])  # warm-up steps per role, weakest first
-    hidden_sizes: list = field(default_factory=lambda: [64, 96, 128, 160])  # model width per role, weakest first
-    n_layers: list = field(default_factory=lambda: [2, 2, 3, 4])  # model depth per role, weakest first
+    sft_steps: list = field(default_factory=lambda: [600, 1200, 2000, 3000])  # warm-up steps per role, weakest first
+    hidden_sizes: list = field(default_factory=lambda: [64, 64, 64, 64])  # model width per role, weakest first (equal widths and depths share one run)
+    n_layers: list = field(default_factory=lambda: [2, 2, 2, 2])  # model depth per role, weakest first
+    max_math_steps: int = 12  # math problems chain 1..max_math_steps operations (one solution line each)
+    max_code_steps: int = 5  # code problems have 1..max_code_steps clauses (one line of code each)
+    max_digits: int = 2  # operands and constants have 1..max_digits digits
+    vocab_size: int = 512  # byte-level BPE vocabulary size
+    sft_problems: int = 20000  # distinct worked solutions in the warm-up set
+    sft_batch: int = 8  # warm-up sequences per optimizer step
+    sft_lr: float = 3e-3  # warm-up peak learning rate (AdamW, cosine decay)
     def __post_init__(self):
         for name in ('n_math', 'n_code', 'n_heldout'): _check(getattr(self, name) >= 0, name, getattr(self, name), 'an int >= 0')
+        for name in ('max_math_steps', 'max_code_steps', 'sft_problems', 'sft_batch'): _check(getattr(self, name) >= 1, name, getattr(self, name), 'an int >= 1')
+        _check(self.max_digits in (1, 2), 'max_digits', self.max_digits, '1 or 2')
+        _check(self.vocab_size >= 300, 'vocab_size', self.vocab_size, 'an int >= 300 (256 bytes + merges + special tokens)')
+        _check(self.sft_lr > 0, 'sft_lr', self.sft_lr, 'a float > 0')
         for name in ('sft_steps', 'hidden_sizes', 'n_layers'):
             v = getattr(self, name)
             _check(len(v) == 4 and all(isinstance(x, int) and x > 0 for x in v), name, v, 'four positive ints, one per role')
@@ -311,7 +322,8 @@ PRESETS = {
     'smoke': {  # seconds-scale: exercises every code path for tests
         'name': 'smoke', 'seed': 0,
         'tiny': {'n_math': 48, 'n_code': 24, 'n_heldout': 16, 'cache_dir': '~/.cache/staged_rl/tiny-smoke',
-                 'sft_steps': [20, 40, 80, 120], 'hidden_sizes': [32, 48, 64, 64], 'n_layers': [1, 1, 2, 2]},
+                 'sft_steps': [150, 300, 600, 900], 'hidden_sizes': [32, 32, 32, 32], 'n_layers': [2, 2, 2, 2],
+                 'max_math_steps': 3, 'max_code_steps': 2, 'max_digits': 1, 'sft_problems': 4000, 'sft_batch': 8, 'sft_lr': 5e-3},
         'sampling': {'max_new_tokens': 48},
         'grpo': {'lr': 1e-4, 'n_samples': 4, 'batch_prompts': 4, 'micro_batch': 16, 'entropy_coef': 0.001},
         'stages': [_stage('stage1', [('level:2', 1.0)], max_steps=2),
