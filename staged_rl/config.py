@@ -62,7 +62,7 @@ class TinyConfig:
     n_code: int = 200  # code problems in the training pool
     n_heldout: int = 100  # held-out problems per domain, for evaluation
     cache_dir: str = '~/.cache/staged_rl/tiny'  # where the tokenizer and ladder models are built once
-    sft_steps: list = field(default_factory=lambda: [600, 1200, 2000, 3000])  # warm-up steps per role, weakest first
+    sft_steps: list = field(default_factory=lambda: [800, 1600, 3200, 6000])  # warm-up steps per role, weakest first
     hidden_sizes: list = field(default_factory=lambda: [64, 64, 64, 64])  # model width per role, weakest first (equal widths and depths share one run)
     n_layers: list = field(default_factory=lambda: [2, 2, 2, 2])  # model depth per role, weakest first
     max_math_steps: int = 12  # math problems chain 1..max_math_steps operations (one solution line each)

@@ -9,7 +9,8 @@ from pathlib import Path
 from .config import load_config, Config
 
 # %% auto #0
-__all__ = ['run_config', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 'save_figure', 'plot_band', 'claim', 'write_claims']
+__all__ = ['run_config', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 'save_figure', 'plot_band', 'claim', 'write_claims',
+           'level_size']
 
 # %% ../nbs/12_experiments.ipynb #4c44540a
 def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
@@ -74,3 +75,14 @@ def claim(claim:str, # the paper's claim in a few words
 def write_claims(claims:list, folder='.') -> Path:
     "Write an experiment's claims to `claims.json` (collected by `staged-rl reproduce`)."
     p = Path(folder)/'claims.json'; p.write_text(json.dumps(claims, indent=1)); return p
+
+# %% ../nbs/12_experiments.ipynb #c870e5f0
+def level_size(levels_dir, # folder of level files
+               level:int, # 1, 2 or 3
+               domain:str|None=None, # 'math', 'code', or None for both
+              ) -> int:
+    "Number of problems in a level file (0 when it is missing)."
+    from staged_rl.data import level_path
+    doms = [domain] if domain else ['math', 'code']
+    paths = [level_path(levels_dir, level, d) for d in doms]
+    return sum(sum(1 for l in open(p) if l.strip()) for p in paths if p.exists())
