@@ -337,7 +337,7 @@ PRESETS = {
     'tiny-cpu': {  # the CPU reproduction: minutes per experiment on 2 cores
         'name': 'tiny-cpu', 'seed': 0,
         'sampling': {'max_new_tokens': 96},
-        'grpo': {'lr': 2e-5, 'n_samples': 8, 'batch_prompts': 16, 'micro_batch': 32, 'entropy_coef': 0.001},
+        'grpo': {'lr': 3e-4, 'n_samples': 8, 'batch_prompts': 16, 'micro_batch': 32, 'entropy_coef': 0.001},
         'stages': [_stage('stage1', [('level:2', 1.0)], max_steps=30, plateau={'metric': 'eval/math/pass@1'}),
                    _stage('stage2', [('level:3', 1.0)], max_steps=20, max_new_tokens=144, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 4},

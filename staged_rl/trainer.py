@@ -433,7 +433,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     if state.done and main: acc.unwrap_model(policy).save_pretrained(out/'policy'); tok.save_pretrained(out/'policy')
     return metrics.read()
 
-# %% ../nbs/07_trainer.ipynb #eaa7ac3b
+# %% ../nbs/07_trainer.ipynb #257ebb6d
 _TRAIN_USAGE = "usage: staged-rl train PRESET_OR_CONFIG [key.sub=value ...] [--resume]"
 _EVAL_USAGE = "usage: staged-rl eval PRESET_OR_CONFIG [model=SPEC] [out=FILE.json] [key.sub=value ...]"
 
