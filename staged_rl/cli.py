@@ -42,7 +42,9 @@ def main(argv:list|None=None) -> int:
     cmds = available_commands()
     if argv[0] not in cmds: print(f"error: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr); return 2
     mod, fn, _ = cmds[argv[0]]
-    code = getattr(importlib.import_module(mod), fn)(argv[1:])
+    from staged_rl.config import ConfigError
+    try: code = getattr(importlib.import_module(mod), fn)(argv[1:])
+    except ConfigError as e: print(f"error: {e}", file=sys.stderr); return 2  # one line, never a traceback
     return int(code or 0)
 
 # %% ../nbs/10_cli.ipynb #e7eaf8ed

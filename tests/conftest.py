@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: where the real benchmark files live, and a skip when they are absent."""
+"""Shared pytest fixtures: where the real benchmark files live (skipping when absent), and one torch thread."""
 from pathlib import Path
 import pytest
 
@@ -10,3 +10,11 @@ def shared_data() -> Path:
     "The folder of real benchmark files (../shared/data); skips the test when it is absent."
     if not SHARED_DATA.exists(): pytest.skip(f"real benchmark data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    "Tiny models run fastest on one thread, and a shared 2-core box does not oversubscribe; restored afterwards."
+    import torch
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,12 +14,7 @@ GOLDEN = json.loads((HERE / 'golden.json').read_text())
 T = torch.tensor
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "Tiny models run fastest on one thread, and a shared 2-core box does not oversubscribe; restored afterwards."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _harness():

@@ -8,12 +8,7 @@ from staged_rl.rollout import (Completion, HFEngine, SamplingParams, VLLMEngine,
 PROMPTS = ["Question: what is 2+3?", "def add(a, b):", "The quick brown fox jumps over"]
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "Tiny models run fastest on one thread, and a shared 2-core box does not oversubscribe; restored afterwards."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='module')
