@@ -30,6 +30,7 @@ PROMPTS = [f"Question: what is {a}+{b}? Put the answer in \\boxed{{}}." for a, b
 
 def digit_share(text: str) -> float:
     "The reward of both trainers: share of digits among the characters of the response."
+    if isinstance(text, list): text = ''.join(m['content'] for m in text)  # TRL's conversational completions
     return sum(ch.isdigit() for ch in text) / max(1, len(text))
 
 def make_model(kind: str, folder: Path):
