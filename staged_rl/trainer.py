@@ -415,7 +415,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
             if cfg.eval.sets and 'time/eval' not in row: row.update(run_eval(state.step)); state.stage_evals.append(row)
             nxt = cfg.stages[state.stage + 1].name if state.stage + 1 < len(cfg.stages) else None
             row.update({'stage_end': reason, 'next_stage': nxt})
-            bar.write(f"step {state.step}: stage {stage.name!r} ended ({reason})" + (f"; starting {nxt!r}" if nxt else ""))
+            if main: bar.write(f"step {state.step}: stage {stage.name!r} ended ({reason})" + (f"; starting {nxt!r}" if nxt else ""))
             state.stage, state.stage_step = state.stage + 1, 0
             state.stage_evals = [row] if 'time/eval' in row else []  # the next stage starts from this evaluation
             state.done = state.stage >= len(cfg.stages)

@@ -141,3 +141,29 @@ def test_cmd_train_and_eval(tmp_path, levels, capsys):
     assert set(table['benchmarks']) == {'math', 'code'} and table['protocol']['temperature'] == 0.6
     b = table['benchmarks']['math']
     assert b['k'] == 2 and b['n_problems'] == 3 and len(b['per_sample']) == 2 and 0 <= b['pass@1'] <= 1
+
+# ---- several processes -----------------------------------------------------------------------------------------
+DDP_SCRIPT = '''
+import sys, json, torch
+sys.path.insert(0, {tests!r})
+from test_trainer import smoke, toy_reward
+from pathlib import Path
+from staged_rl.trainer import train
+rows = train(smoke(Path({out!r}), Path({levels!r}), 'stages.0.max_steps=2', 'stages.1.max_steps=1', 'eval.sets.1.limit=1'),
+             progress=False, reward_fn=toy_reward)
+import torch.distributed as dist
+print('RANK', dist.get_rank(), json.dumps([r['step'] for r in rows]))
+'''
+
+def test_two_processes_with_torchrun(tmp_path, levels):
+    "The same trainer under `torchrun --nproc_per_node 2` (gloo on CPU): each process trains on half the prompts."
+    import shutil, subprocess, sys
+    if shutil.which('torchrun') is None: pytest.skip('torchrun not found')
+    script = tmp_path/'run.py'
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path/'run'), levels=str(levels)))
+    p = subprocess.run(['torchrun', '--nproc_per_node', '2', str(script)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert sorted(l for l in p.stdout.splitlines() if l.startswith('RANK')) == ['RANK 0 [0, 1, 2, 3]', 'RANK 1 [0, 1, 2, 3]']
+    rows = [json.loads(l) for l in (tmp_path/'run'/'metrics.jsonl').read_text().splitlines()]
+    assert [r.get('n_prompts') for r in rows] == [None, 4, 4, 4]  # metrics gathered from both processes
+    assert (tmp_path/'run'/'policy').exists()
