@@ -18,6 +18,7 @@ are compared. Usage: python benchmarks/bench_trainer_vs_trl.py [--model small|to
 import argparse, json, os, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's staged_rl, not another installed copy
 warnings.filterwarnings('ignore')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 import torch

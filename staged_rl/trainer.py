@@ -17,10 +17,11 @@ from .curriculum import build_strata, StratifiedSampler, stage_end
 from .tiny import load_model, resolve_model
 
 # %% auto #0
-__all__ = ['derive_seed', 'load_policy', 'format_prompts', 'rollout', 'score', 'batch_metrics', 'micro_batches', 'policy_update',
-           'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog', 'save_checkpoint',
-           'latest_checkpoint', 'load_trainer_state', 'setup_accelerator', 'Groups', 'sample_groups', 'collect_groups',
-           'gathered_metrics', 'history_rows', 'train', 'cmd_train', 'cmd_eval']
+__all__ = ['derive_seed', 'load_policy', 'format_prompts', 'rollout', 'score', 'batch_metrics', 'micro_batches',
+           'group_micro_batches', 'shared_prefix_logprobs', 'mb_logprobs', 'policy_update', 'make_optimizer',
+           'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog', 'save_checkpoint', 'latest_checkpoint',
+           'load_trainer_state', 'setup_accelerator', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
+           'history_rows', 'train', 'cmd_train', 'cmd_eval']
 
 # %% ../nbs/07_trainer.ipynb #2cc1f8a5
 _PURPOSES = {'gen': 1, 'eval': 2, 'update': 3}
@@ -99,6 +100,69 @@ def micro_batches(completions:list, # flat list of `Completion`s
         out.append(b)
     return out
 
+# %% ../nbs/07_trainer.ipynb #a50dbad6
+def group_micro_batches(groups:list[list], # per prompt, its `n` `Completion`s
+                        advantages:torch.Tensor, # (B,) one per completion, group by group
+                        size:int, # responses per micro-batch (whole groups: at least `n`)
+                        pad_id:int, device, mask_truncated:bool=False) -> list[dict]:
+    "Micro-batches of whole groups, sorted by length, with each prompt once (`prompt_ids`: (g, P)) and `n` set."
+    n = len(groups[0])
+    if any(len(g) != n or any(c.prompt_ids != g[0].prompt_ids for c in g) for g in groups):
+        raise ValueError("group_micro_batches: every group needs `n` completions of one prompt")
+    per = max(1, size // n)
+    order = sorted(range(len(groups)), key=lambda i: (len(groups[i][0].prompt_ids) + max(len(c.ids) for c in groups[i]), i))
+    out = []
+    for s in range(0, len(order), per):
+        gi = order[s:s + per]
+        b = collate_completions([groups[i] for i in gi], pad_id, device=device)
+        p = collate_completions([groups[i][0] for i in gi], pad_id, device=device)
+        b.update(prompt_ids=p['prompt_ids'], prompt_mask=p['prompt_mask'], n=n,
+                 mask=loss_mask(b['completion_mask'], b['truncated'], mask_truncated),
+                 advantages=advantages.view(len(groups), n)[gi].reshape(-1).to(device))
+        out.append(b)
+    return out
+
+def _checkpointing(model) -> bool:
+    "Activation checkpointing on, in training mode: transformers' layers then drop the key/value cache."
+    return model.training and any(getattr(m, 'gradient_checkpointing', False) is True for m in model.modules())
+
+def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded, one row per group
+                           prompt_mask:torch.Tensor, # (G, P)
+                           completion_ids:torch.Tensor, # (G*n, K) right-padded, group by group
+                           completion_mask:torch.Tensor, # (G*n, K) 1 on real (not padding) tokens
+                           n:int, # responses per group
+                           with_entropy:bool=False, temperature:float=1.0,
+                           keep:torch.Tensor|None=None, # (G*n, K) tokens that count (default: `completion_mask`)
+                          ) -> tuple[torch.Tensor, torch.Tensor|None]:
+    "Like `sequence_logprobs`, computing each prompt once for its `n` responses: (G*n, K) log-probs and entropies."
+    if _checkpointing(model): raise ValueError("shared_prefix_logprobs: activation checkpointing (training mode) drops the prompt's cache")
+    from transformers import DynamicCache
+    K = completion_ids.shape[1]
+    pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (G, P)
+    cache = DynamicCache(config=model.config)
+    first = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, past_key_values=cache,
+                  use_cache=True, logits_to_keep=1).logits[:, -1:]  # (G, 1, V) predicts each response's first token
+    logits = first.repeat_interleave(n, 0)  # (B, 1, V)
+    if K > 1:  # the responses' own tokens, on top of the repeated prompt cache
+        cache.batch_repeat_interleave(n)
+        mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask.to(prompt_mask.dtype)], 1)  # (B, P+K)
+        cpos = pos[:, -1:].repeat_interleave(n, 0) + 1 + torch.arange(K, device=pos.device)  # (B, K)
+        rest = model(input_ids=completion_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=cpos[:, :-1],
+                     past_key_values=cache, use_cache=True).logits  # (B, K-1, V)
+        logits = torch.cat([logits, rest], 1)
+    logits = logits.float() / temperature  # (B, K, V)
+    lse = logits.logsumexp(-1)  # (B, K)
+    keep = (completion_mask if keep is None else keep).bool()
+    lp = (logits.gather(-1, completion_ids[..., None]).squeeze(-1) - lse).masked_fill(~keep, 0.)
+    ent = (lse - (logits.softmax(-1) * logits).sum(-1)).masked_fill(~keep, 0.) if with_entropy else None
+    return lp, ent
+
+def mb_logprobs(model, mb:dict, with_entropy:bool=False, temperature:float=1.0):
+    "Log-probs (and entropies) of a micro-batch's responses: shared prompts when it holds whole groups (and no checkpointing)."
+    if 'n' in mb and not _checkpointing(model): return shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'],
+                                                mb['n'], with_entropy, temperature, keep=mb['mask'])
+    return sequence_logprobs(model, mb['input_ids'], mb['attention_mask'], mb['mask'], with_entropy=with_entropy, temperature=temperature)
+
 # %% ../nbs/07_trainer.ipynb #303a1080
 def _weighted(stats:list[tuple[float, dict]]) -> dict:
     "Token-weighted mean of per-micro-batch stats."
@@ -121,8 +185,8 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
     if ref is not None or g.updates_per_batch > 1:
         with torch.no_grad():
             for mb in mbs:
-                if ref is not None: mb['ref'] = sequence_logprobs(ref, mb['input_ids'], mb['attention_mask'], mb['mask'], temperature=T)[0]
-                if g.updates_per_batch > 1: mb['old'] = sequence_logprobs(model, mb['input_ids'], mb['attention_mask'], mb['mask'], temperature=T)[0]
+                if ref is not None: mb['ref'] = mb_logprobs(ref, mb, temperature=T)[0]
+                if g.updates_per_batch > 1: mb['old'] = mb_logprobs(model, mb, temperature=T)[0]
     model.train()
     stats, gnorms = [], []
     for _ in range(g.updates_per_batch):
@@ -130,7 +194,7 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
         for i, mb in enumerate(mbs):
             sync = accelerator is None or i == len(mbs) - 1
             with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
-                lp, ent = sequence_logprobs(model, mb['input_ids'], mb['attention_mask'], mb['mask'], with_entropy=True, temperature=T)
+                lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T)
                 loss, st = grpo_loss(lp, mb.get('old'), mb.get('ref'), mb['advantages'], mb['mask'], clip_eps=g.clip_eps,
                                      kl_coef=g.kl_coef if ref is not None else 0.0, entropies=ent, entropy_coef=entropy_coef, n_tokens=n_tokens)
                 if accelerator is None: loss.backward()
@@ -394,7 +458,9 @@ def train(cfg:Config, # the run's configuration (`load_config`)
             trunc = torch.tensor([c.finish_reason == 'length' for c in flat])
             valid = ~trunc if stage.mask_truncated and not stage.truncated_in_baseline else None
             adv = group_advantages([r for g in batch.rewards for r in g], cfg.grpo.n_samples, cfg.grpo.scale_advantages, valid=valid)
-            mbs = micro_batches(flat, adv, cfg.grpo.micro_batch, tok.pad_token_id, dev, stage.mask_truncated)
+            if acc.num_processes == 1 and cfg.grpo.micro_batch >= cfg.grpo.n_samples and not cfg.model.gradient_checkpointing:  # whole groups: each prompt once
+                mbs = group_micro_batches(batch.completions, adv, cfg.grpo.micro_batch, tok.pad_token_id, dev, stage.mask_truncated)
+            else: mbs = micro_batches(flat, adv, cfg.grpo.micro_batch, tok.pad_token_id, dev, stage.mask_truncated)
         # --- 5. policy update: micro-batches, gradient accumulation, KL to the reference
         if mbs or acc.num_processes > 1:  # every process joins the gradient all-reduce, even with nothing to train on
             torch.manual_seed(derive_seed(cfg.seed, 'update', state.step))
@@ -448,8 +514,8 @@ def cmd_train(argv:list) -> int:
     rows = train(cfg, resume=resume)
     last = [r for r in rows if 'reward' in r]
     evals = {k: v for r in rows for k, v in r.items() if k.endswith('/pass@1')}
-    print(f"done: {len(last)} steps; metrics in {Path(cfg.output.dir)/'metrics.jsonl'}; final " +
-          ', '.join(f"{k}={v:.3f}" for k, v in evals.items()))
+    print(f"done: {len(last)} steps; metrics in {Path(cfg.output.dir)/'metrics.jsonl'}" +
+          (''.join(f"; {k}={v:.3f}" for k, v in evals.items()) if evals else ''))
     return 0
 
 def _pop_arg(argv:list, key:str):

@@ -4,7 +4,7 @@ switches (step budget and plateau), masking of truncated responses, online filte
 The policy is the smoke ladder's weakest model (`tiny:small`, built once into the tiny cache); level files are
 written from the tiny pools into each test's folder. Tests that need a non-trivial learning signal use a toy
 reward that is a deterministic function of the response text (the smoke model solves nothing yet)."""
-import json, importlib.util
+import json, importlib.util, os
 from pathlib import Path
 import pytest
 import torch
@@ -161,9 +161,108 @@ def test_two_processes_with_torchrun(tmp_path, levels):
     if shutil.which('torchrun') is None: pytest.skip('torchrun not found')
     script = tmp_path/'run.py'
     script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path/'run'), levels=str(levels)))
-    p = subprocess.run(['torchrun', '--nproc_per_node', '2', str(script)], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
+    p = subprocess.run(['torchrun', '--nproc_per_node', '2', str(script)], capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     assert sorted(l for l in p.stdout.splitlines() if l.startswith('RANK')) == ['RANK 0 [0, 1, 2, 3]', 'RANK 1 [0, 1, 2, 3]']
     rows = [json.loads(l) for l in (tmp_path/'run'/'metrics.jsonl').read_text().splitlines()]
     assert [r.get('n_prompts') for r in rows] == [None, 4, 4, 4]  # metrics gathered from both processes
     assert (tmp_path/'run'/'policy').exists()
+
+# ---- prompt sharing in the update ---------------------------------------------------------------------------------
+def _update_batches(mask_truncated):
+    "Groups of 4 prompts of different lengths x 4 responses (some cut at 8 tokens), with plain and shared micro-batches."
+    from staged_rl.rollout import toy_lm, HFEngine, SamplingParams
+    from staged_rl.trainer import micro_batches, group_micro_batches
+    model, tok = toy_lm(seed=1, eos_bias=3.0)
+    prompts = ['Q', 'Question: what is 12 + 30? Answer with a number.', 'def add(a, b):', 'The quick brown fox jumps']
+    groups = HFEngine(model, tok).generate(prompts, 4, SamplingParams(max_new_tokens=8, temperature=0.7, seed=3))
+    flat = [c for g in groups for c in g]
+    assert len({len(c.prompt_ids) for c in flat}) == 4 and len({len(c.ids) for c in flat}) > 2
+    assert any(c.truncated for c in flat) and not all(c.truncated for c in flat)
+    adv = torch.randn(len(flat), generator=torch.Generator().manual_seed(0))
+    plain = micro_batches(flat, adv, 3, tok.pad_token_id, 'cpu', mask_truncated)  # 6 micro-batches, mixed prompts
+    shared = group_micro_batches(groups, adv, 8, tok.pad_token_id, 'cpu', mask_truncated)  # 2 micro-batches of 2 groups
+    assert len(shared) == 2 and all('n' in mb for mb in shared) and not any('n' in mb for mb in plain)
+    return model, plain, shared
+
+def _rows(mbs, *vals):
+    "Per response (key: its unpadded prompt + response tokens): its loss mask, advantage and per-token values."
+    out = {}
+    for i, mb in enumerate(mbs):
+        for r in range(mb['completion_ids'].shape[0]):
+            k = int(mb['completion_mask'][r].sum())
+            key = (tuple(mb['prompt_ids'][r][mb['prompt_mask'][r].bool()].tolist()) if mb['prompt_ids'].shape[0] == mb['completion_ids'].shape[0]
+                   else tuple(mb['prompt_ids'][r // mb['n']][mb['prompt_mask'][r // mb['n']].bool()].tolist()),
+                   tuple(mb['completion_ids'][r, :k].tolist()))
+            out[key] = [mb['mask'][r, :k], mb['advantages'][r:r+1]] + [v[i][r, :k] for v in vals]
+    return out
+
+@pytest.mark.parametrize('mask_truncated', [False, True])
+def test_shared_prompt_logprobs_match_plain(mask_truncated):
+    "Each prompt once per group gives the plain forward's log-probs, entropies and gradients (left padding, truncation)."
+    from staged_rl.trainer import mb_logprobs
+    from staged_rl.grpo import sequence_logprobs
+    model, plain, shared = _update_batches(mask_truncated)
+    model.train()
+    res = {}
+    for name, mbs in (('plain', plain), ('shared', shared)):
+        model.zero_grad()
+        lps, ents = zip(*[mb_logprobs(model, mb, with_entropy=True, temperature=0.7) for mb in mbs])
+        n_tok = sum(float(mb['mask'].sum()) for mb in mbs)
+        sum((lp * mb['advantages'][:, None] + 0.1 * e).sum() for lp, e, mb in zip(lps, ents, mbs)).div(n_tok).backward()
+        res[name] = _rows(mbs, [lp.detach() for lp in lps], [e.detach() for e in ents]), [p.grad.clone() for p in model.parameters()]
+    (rp, gp), (rs, gs) = res['plain'], res['shared']
+    assert rp.keys() == rs.keys() and len(rp) > 8
+    for k in rp:
+        for a, b in zip(rp[k], rs[k]): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    if mask_truncated: assert any(float(v[0].sum()) == 0 for v in rs.values())  # truncated responses count for nothing
+    for a, b in zip(gp, gs): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    # the plain forward over the full sequences, row by row, without any micro-batch padding, agrees too
+    for mb_i, mb in enumerate(shared[:1]):
+        lp = mb_logprobs(model, mb, temperature=0.7)[0].detach()
+        for r in range(mb['completion_ids'].shape[0]):
+            k = int(mb['completion_mask'][r].sum())
+            if not k: continue
+            p_ids = mb['prompt_ids'][r // mb['n']][mb['prompt_mask'][r // mb['n']].bool()]
+            ids = torch.cat([p_ids, mb['completion_ids'][r, :k]])[None]
+            ref = sequence_logprobs(model, ids, torch.ones_like(ids), k, temperature=0.7)[0].detach()[0]
+            torch.testing.assert_close(lp[r, :k] * mb['mask'][r, :k], ref * mb['mask'][r, :k], atol=1e-5, rtol=1e-5)
+
+def test_shared_prompt_policy_update_matches_plain():
+    "policy_update (KL to a reference, entropy bonus, 2 updates per batch, accumulation) steps the same way on both."
+    import copy
+    from staged_rl.rollout import toy_lm
+    from staged_rl.trainer import policy_update
+    model, plain, shared = _update_batches(True)
+    ref = toy_lm(seed=2, eos_bias=3.0)[0].eval().requires_grad_(False)  # another model: a clearly non-zero KL
+    cfg = load_config('smoke', ['grpo.kl_coef=0.05', 'grpo.updates_per_batch=2', 'sampling.temperature=0.7', 'grpo.max_grad_norm=1000'])
+    class Recording(torch.optim.SGD):
+        def step(self, *a, **k):
+            self.grads.append([p.grad.clone() for p in model_of[self].parameters()]); return super().step(*a, **k)
+    model_of, out = {}, {}
+    for name, mbs in (('plain', plain), ('shared', shared)):
+        m = copy.deepcopy(model)
+        opt = Recording(m.parameters(), lr=0.05); opt.grads = []; model_of[opt] = m
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        stats = policy_update(m, ref, opt, sched, mbs, cfg, entropy_coef=0.01)
+        out[name] = stats, opt.grads, [p.detach() for p in m.parameters()]
+    (sp, gp, pp), (ss, gs, ps) = out['plain'], out['shared']
+    assert sp['kl'] > 1e-3 and sp['grad_norm'] > 0 and len(gp) == len(gs) == 2
+    for k in ('loss', 'kl', 'entropy', 'pg_loss', 'grad_norm', 'tokens'): assert ss[k] == pytest.approx(sp[k], rel=1e-4, abs=1e-6), k
+    for a, b in zip(sum(gp, []), sum(gs, [])): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    for a, b in zip(pp, ps): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+def test_shared_prompt_with_checkpointing_falls_back():
+    "Activation checkpointing drops the cache in training mode: mb_logprobs takes the plain forward, the shared one refuses."
+    from staged_rl.trainer import mb_logprobs, shared_prefix_logprobs
+    model, plain, shared = _update_batches(False)
+    model.train()
+    want = mb_logprobs(model, shared[0])[0].detach()
+    model.gradient_checkpointing_enable()
+    torch.testing.assert_close(mb_logprobs(model, shared[0])[0].detach(), want, atol=1e-5, rtol=1e-5)
+    mb = shared[0]
+    with pytest.raises(ValueError, match='checkpointing'):
+        shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'], mb['n'])
+    model.eval()  # no checkpointing outside training: the shared path again
+    torch.testing.assert_close(mb_logprobs(model, shared[0])[0].detach(), want, atol=1e-5, rtol=1e-5)
