@@ -9,8 +9,8 @@ from pathlib import Path
 from .config import load_config, Config
 
 # %% auto #0
-__all__ = ['run_config', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 'save_figure', 'plot_band', 'claim', 'write_claims',
-           'level_size']
+__all__ = ['run_config', 'default_workers', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 'save_figure', 'plot_band',
+           'claim', 'write_claims', 'level_size']
 
 # %% ../nbs/12_experiments.ipynb #4c44540a
 def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
@@ -26,6 +26,46 @@ def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
     if levels_dir is not None: d.setdefault('data', {})['levels_dir'] = str(Path(levels_dir).resolve())
     if stages is not None: d['stages'] = stages
     return from_dict(Config, d)
+
+# %% ../nbs/12_experiments.ipynb #4c6f1026
+def default_workers() -> int:
+    "Parallel runs: $STAGED_RL_WORKERS, else 1 with a GPU, else up to 2 (one torch thread each)."
+    import os
+    if os.environ.get('STAGED_RL_WORKERS'): return max(1, int(os.environ['STAGED_RL_WORKERS']))
+    import torch
+    return 1 if torch.cuda.is_available() else max(1, min(2, os.cpu_count() or 1))
+
+def _train_quiet(cfg:Config) -> list:
+    from staged_rl.trainer import train
+    return train(cfg, resume=True, progress=False)
+
+def run_many(configs:dict, # key -> `Config` of one run (each with its own `output.dir`)
+             workers:int|None=None, # parallel processes; None: `default_workers()`
+             progress:bool=True, # a bar over finished runs
+            ) -> dict:
+    "Train every config (resuming unfinished runs), `workers` at a time; `{key: metric rows}` in the order of `configs`."
+    from tqdm.auto import tqdm
+    dirs = [str(Path(c.output.dir).resolve()) for c in configs.values()]
+    if len(set(dirs)) != len(dirs): raise ValueError("run_many: every run needs its own output.dir")
+    workers = min(workers or default_workers(), len(configs)) or 1
+    bar = tqdm(total=len(configs), desc=f'runs ({workers} at a time)', unit='run', disable=not progress)
+    if workers == 1:
+        from staged_rl.trainer import train
+        out = {}
+        for k, c in configs.items(): out[k] = train(c, resume=True); bar.update(1)
+        bar.close(); return out
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from staged_rl.experiments import _train_quiet as fn  # by module path: spawned workers import it
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as ex:
+        futs = {ex.submit(fn, c): k for k, c in configs.items()}
+        done = {}
+        for f in as_completed(futs):
+            try: done[futs[f]] = f.result()
+            except Exception as e: raise RuntimeError(f"run {futs[f]!r} ({configs[futs[f]].output.dir}) failed: {type(e).__name__}: {e}") from e
+            bar.update(1)
+    bar.close()
+    return {k: done[k] for k in configs}
 
 # %% ../nbs/12_experiments.ipynb #e57e31f3
 def curve(rows:list, key:str) -> tuple[list, list]:

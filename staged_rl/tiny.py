@@ -269,14 +269,12 @@ def ladder_dir(cfg=None) -> Path:
     key = hashlib.sha256((_tc_key(tc, *_LADDER_FIELDS) + f"v{LADDER_VERSION}").encode()).hexdigest()[:12]
     return Path(tc.cache_dir).expanduser()/f"ladder-{key}"
 
-def set_threads(n:int|None=None, # threads; None: $STAGED_RL_THREADS, else 2, or 1 on a busy machine
+def set_threads(n:int|None=None, # threads; None: $STAGED_RL_THREADS, else 1
                ) -> int:
-    "Set torch's CPU threads. On a machine already running other jobs, 2 spinning threads per process are 2-4x slower than 1."
+    """Set torch's CPU threads (default 1). Tiny models gain little from a second thread, and once another job
+    starts on a 2-core machine, 2 spinning threads per process collapse: a ladder build went from 15 to 0.7 steps/s."""
     import torch
-    if n is None: n = int(os.environ.get('STAGED_RL_THREADS', 0)) or None
-    if n is None:
-        cores = os.cpu_count() or 1
-        n = 1 if hasattr(os, 'getloadavg') and os.getloadavg()[0] >= cores else min(2, cores)
+    if n is None: n = int(os.environ.get('STAGED_RL_THREADS', 0)) or 1
     torch.set_num_threads(n)
     return n
 
@@ -340,9 +338,10 @@ def load_model(spec:str, # `tiny:<role>`, a folder, or a hub id
                device:str='cpu', # where to put the model
                dtype:str='float32', # float32 | bfloat16 | float16
               ):
-    "`(model, tokenizer)` for any model spec, through `AutoModelForCausalLM` / `AutoTokenizer`."
+    "`(model, tokenizer)` for any model spec, through `AutoModelForCausalLM` / `AutoTokenizer`; on a CPU, one torch thread."
     import torch, transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    if torch.device(device).type == 'cpu': set_threads()  # $STAGED_RL_THREADS, default 1 (see `set_threads`)
     path = resolve_model(spec, cfg)
     kw = {'dtype' if int(transformers.__version__.split('.')[0]) >= 5 else 'torch_dtype': getattr(torch, dtype)}
     model = AutoModelForCausalLM.from_pretrained(path, **kw).to(device)
