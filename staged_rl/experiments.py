@@ -9,8 +9,8 @@ from pathlib import Path
 from .config import load_config, Config
 
 # %% auto #0
-__all__ = ['run_config', 'default_workers', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 'save_figure', 'plot_band',
-           'claim', 'write_claims', 'level_size']
+__all__ = ['run_config', 'default_workers', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 'verdict', 'save_figure',
+           'plot_band', 'claim', 'write_claims', 'level_size']
 
 # %% ../nbs/12_experiments.ipynb #4c44540a
 def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
@@ -89,6 +89,18 @@ def mean_sd_curves(runs:list, key:str) -> tuple[list, list, list]:
     steps = sorted(set.intersection(*[set(c) for c in curves])) if curves else []
     stats = [mean_sd([c[s] for c in curves]) for s in steps]
     return steps, [m for m, _ in stats], [s for _, s in stats]
+
+# %% ../nbs/12_experiments.ipynb #67995533
+def verdict(diffs:list, # per-seed differences: the claim's side minus the other side
+            z:float=2.0, # standard errors the mean difference must clear
+           ) -> bool|None:
+    "True if the mean difference is > z standard errors above 0, False if as far below, None if within or n < 2."
+    if len(diffs) < 2: return None
+    m, s = mean_sd(diffs)
+    se = s / math.sqrt(len(diffs))
+    if m > 0 and m > z * se: return True
+    if m < 0 and -m > z * se: return False
+    return None
 
 # %% ../nbs/12_experiments.ipynb #b797adce
 def save_figure(fig, folder, name:str, data=None) -> Path:

@@ -8,8 +8,9 @@ import argparse, json, sys, time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'PRESET_PARAMS', 'experiments_dir', 'experiment_params', 'is_done', 'mark_done', 'ReproduceError',
-           'run_notebook', 'results_table', 'results_section', 'publish_results', 'reproduce', 'cmd_reproduce']
+__all__ = ['EXPERIMENTS', 'PRESET_PARAMS', 'experiments_dir', 'experiment_params', 'is_done', 'mark_done', 'first_seconds',
+           'ReproduceError', 'run_notebook', 'results_table', 'results_section', 'publish_results', 'reproduce',
+           'cmd_reproduce']
 
 # %% ../nbs/11_reproduce.ipynb #0ce7eb15
 EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run', '04_math_code_mix']
@@ -38,8 +39,15 @@ def is_done(folder:Path, params:dict) -> bool:
     except json.JSONDecodeError: return False
 
 def mark_done(folder:Path, params:dict, seconds:float):
-    "Record that the experiment in `folder` finished with `params`."
-    (Path(folder)/'done.json').write_text(json.dumps({'params': params, 'seconds': round(seconds, 1), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}, indent=1))
+    "Record that the experiment in `folder` finished with `params`, keeping the times of earlier executions with the same params."
+    f, now = Path(folder)/'done.json', {'seconds': round(seconds, 1), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
+    old = json.loads(f.read_text()) if f.exists() else {}
+    history = (old.get('history') or [{k: old[k] for k in ('seconds', 'finished') if k in old}]) if old.get('params') == params else []
+    f.write_text(json.dumps({'params': params, **now, 'history': history + [now]}, indent=1))
+
+def first_seconds(done:dict) -> float|None:
+    "The time of the first execution recorded in a `done.json` (the one that trained), else its `seconds`."
+    return (done.get('history') or [done])[0].get('seconds')
 
 # %% ../nbs/11_reproduce.ipynb #d5e5dd7a
 class ReproduceError(RuntimeError):
@@ -81,7 +89,7 @@ def _experiment_rows(run_dir:Path) -> list:
         d = run_dir/name
         if not d.exists(): continue
         done = json.loads((d/'done.json').read_text()) if (d/'done.json').exists() else {}
-        rows.append((name, done.get('seconds'), sorted(p.name for p in d.glob('*.png'))))
+        rows.append((name, first_seconds(done) if done else None, sorted(p.name for p in d.glob('*.png'))))
     return rows
 
 def results_section(run_dir, # a finished `staged-rl reproduce` folder
