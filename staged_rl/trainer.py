@@ -305,12 +305,9 @@ def load_trainer_state(ckpt:Path) -> dict:
 
 # %% ../nbs/07_trainer.ipynb #b2d26f70
 def setup_accelerator(cfg:Config):
-    "An `Accelerator` for the configured device and dtype (bf16/fp16 autocast on GPUs); on a CPU, one torch thread."
+    "An `Accelerator` for the configured device and dtype (bf16/fp16 autocast on GPUs)."
     from accelerate import Accelerator
     dev = get_device(cfg.model.device)
-    if dev.type == 'cpu':
-        from staged_rl.tiny import set_threads
-        set_threads()  # $STAGED_RL_THREADS, default 1: see `staged_rl.tiny.set_threads`
     mp = {'bfloat16': 'bf16', 'float16': 'fp16'}.get(cfg.model.dtype, 'no') if dev.type == 'cuda' else 'no'
     return Accelerator(cpu=dev.type == 'cpu', mixed_precision=mp)
 
