@@ -13,7 +13,7 @@ import yaml
 __all__ = ['ROLES', 'PRESETS', 'ConfigError', 'ModelConfig', 'LadderConfig', 'TinyConfig', 'DataConfig', 'SamplingConfig',
            'GRPOConfig', 'DataSource', 'PlateauConfig', 'StageConfig', 'EvalSet', 'EvalConfig', 'RewardsConfig',
            'ScoringConfig', 'FilterConfig', 'OutputConfig', 'Config', 'from_dict', 'apply_override', 'config_data',
-           'load_config', 'get_device', 'seed_everything', 'cmd_config']
+           'load_config', 'get_device', 'seed_everything', 'show_progress']
 
 # %% ../nbs/00_config.ipynb #449eedd6
 class ConfigError(ValueError):
@@ -87,7 +87,7 @@ class TinyConfig:
 class DataConfig:
     "Where problems come from and how prompts are written."
     pool: list = field(default_factory=lambda: ['tiny:math', 'tiny:code'])  # sources scored by the ladder
-    levels_dir: str = 'levels'  # level files written by `filter`; relative paths are under `output.dir`
+    levels_dir: str = ''  # where `filter` writes the level files and `train` reads them; relative to the working directory; '': `<output.dir>/levels`
     math_template: str = ''  # prompt for math problems; '' uses `staged_rl.data.MATH_TEMPLATE`
     code_template: str = ''  # prompt for code problems; '' uses `staged_rl.data.CODE_TEMPLATE`
     chat_template: bool = True  # wrap prompts in the tokenizer's chat template when it has one
@@ -332,6 +332,7 @@ PRESETS = {
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 2, 'limit': 4}],
                  'max_new_tokens': 64, 'every': 2},
         'scoring': {'k': 4, 'round_size': 2, 'max_new_tokens': 48},
+        'data': {'levels_dir': 'runs/smoke/levels'},  # the scoring run's levels: `train smoke output.dir=runs/x` finds them
         'output': {'dir': 'runs/smoke', 'save_every': 1},
     },
     'tiny-cpu': {  # the CPU reproduction: minutes per experiment on 2 cores
@@ -344,6 +345,7 @@ PRESETS = {
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 4, 'limit': 100}],  # grading code is the slow part
                  'max_new_tokens': 192, 'every': 20},
         'scoring': {'k': 16, 'round_size': 4, 'max_new_tokens': 128, 'adaptive': True},  # adaptive: see benchmarks/bench_adaptive_scoring.py
+        'data': {'levels_dir': 'runs/tiny-cpu/levels'},
         'output': {'dir': 'runs/tiny-cpu', 'save_every': 5},
     },
     'paper-1.5b': {  # the paper's setting, for a GPU box with the vllm extra
@@ -352,7 +354,7 @@ PRESETS = {
                   'gradient_checkpointing': True},
         'ladder': {'small': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B', 'medium': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-7B',
                    'large': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-32B', 'strongest': 'deepseek-ai/DeepSeek-R1'},
-        'data': {'pool': ['your-pool.jsonl']},
+        'data': {'pool': ['your-pool.jsonl'], 'levels_dir': 'runs/paper-1.5b/levels'},
         'sampling': {'temperature': 1.0, 'max_new_tokens': 16384},
         'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 4, 'kl_coef': 0.001, 'entropy_coef': 0.001},
         'stages': [_stage('stage1', [('level:2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
@@ -450,10 +452,7 @@ def seed_everything(seed:int):
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
 
 # %% ../nbs/00_config.ipynb #36814d84
-def cmd_config(argv:list) -> int:
-    "`staged-rl config PRESET_OR_FILE [key=value ...]`: print the resolved configuration or the error."
-    if not argv or argv[0] in ('-h', '--help'):
-        print("usage: staged-rl config PRESET_OR_FILE [key.sub=value ...]\npresets: " + ', '.join(PRESETS)); return 0 if argv else 2
-    try: cfg = load_config(argv[0], argv[1:])
-    except ConfigError as e: print(f"error: {e}", file=sys.stderr); return 2
-    print(cfg.to_yaml(), end=''); return 0
+def show_progress(progress:bool=True, # the caller's own setting
+                 ) -> bool:
+    "Whether to draw a progress bar: `progress`, unless `$STAGED_RL_NO_PROGRESS` is set to a non-empty value other than 0."
+    return bool(progress) and os.environ.get('STAGED_RL_NO_PROGRESS', '') in ('', '0')

@@ -245,9 +245,8 @@ register_source('level', _load_level)
 
 # %% ../nbs/01_data.ipynb #cb5984da
 def cfg_levels_dir(cfg) -> Path:
-    "The level-file folder of a run: `data.levels_dir`, relative to `output.dir` unless absolute."
-    d = Path(cfg.data.levels_dir).expanduser()
-    return d if d.is_absolute() else Path(cfg.output.dir)/d
+    "Where `filter` writes and `train` reads the level files: `data.levels_dir` (from the working directory), else `<output.dir>/levels`."
+    return Path(cfg.data.levels_dir).expanduser() if cfg.data.levels_dir else Path(cfg.output.dir).expanduser()/'levels'
 
 def load_problems(source, # file path, benchmark name, `tiny:<pool>` or `level:<N>[:<domain>]`
                   *, domain:str|None=None, # keep only this domain

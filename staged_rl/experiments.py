@@ -6,11 +6,11 @@
 from __future__ import annotations
 import json, math, statistics
 from pathlib import Path
-from .config import load_config, Config
+from .config import load_config, Config, show_progress
 
 # %% auto #0
-__all__ = ['run_config', 'default_workers', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 'verdict', 'save_figure',
-           'plot_band', 'claim', 'write_claims', 'level_size']
+__all__ = ['run_config', 'default_workers', 'run_step', 'runs_status', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves',
+           'verdict', 'save_figure', 'plot_band', 'claim', 'write_claims', 'level_size']
 
 # %% ../nbs/12_experiments.ipynb #4c44540a
 def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
@@ -39,33 +39,67 @@ def _train_quiet(cfg:Config) -> list:
     from staged_rl.trainer import train
     return train(cfg, resume=True, progress=False)
 
+def run_step(cfg:Config) -> int:
+    "The last step a run has logged (its `metrics.jsonl`), 0 before the first."
+    f = Path(cfg.output.dir)/'metrics.jsonl'
+    if not f.exists(): return 0
+    for line in reversed(f.read_text().splitlines()):
+        try: return int(json.loads(line)['step'])
+        except (ValueError, KeyError): continue
+    return 0
+
+def _hms(s:float) -> str:
+    s = int(s); return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+def runs_status(configs:dict, # key -> `Config`, as given to `run_many`
+                finished:set, # keys of the runs that are done
+                elapsed:float, # seconds since `run_many` started
+                start:dict, # key -> step each run had when `run_many` started (resumed runs)
+               ) -> str:
+    "One progress line: runs done, the step of each unfinished run, elapsed time and an estimate of the time left."
+    total = {k: sum(s.max_steps or 0 for s in c.stages) for k, c in configs.items()}  # plateau stages may end sooner
+    step = {k: total[k] if k in finished else min(run_step(c), total[k]) for k, c in configs.items()}
+    done, left = sum(step[k] - start.get(k, 0) for k in configs), sum(total[k] - step[k] for k in configs)
+    eta = f"~{_hms(elapsed * left / done)} left" if done > 0 else 'time left: after the first step'
+    running = ', '.join(f"{k} step {step[k]}/{total[k]}" for k in configs if k not in finished and step[k] > start.get(k, 0))
+    return f"[runs] {len(finished)}/{len(configs)} done" + (f"; {running}" if running else '') + f"; {_hms(elapsed)} elapsed, {eta}"
+
 def run_many(configs:dict, # key -> `Config` of one run (each with its own `output.dir`)
              workers:int|None=None, # parallel processes; None: `default_workers()`
-             progress:bool=True, # a bar over finished runs
+             progress:bool=True, # a bar over finished runs (off with `$STAGED_RL_NO_PROGRESS`)
+             report_every:float=60, # seconds between progress lines on stderr; 0: only when a run finishes
             ) -> dict:
     "Train every config (resuming unfinished runs), `workers` at a time; `{key: metric rows}` in the order of `configs`."
+    import sys, threading, time
     from tqdm.auto import tqdm
     dirs = [str(Path(c.output.dir).resolve()) for c in configs.values()]
     if len(set(dirs)) != len(dirs): raise ValueError("run_many: every run needs its own output.dir")
     workers = min(workers or default_workers(), len(configs)) or 1
-    bar = tqdm(total=len(configs), desc=f'runs ({workers} at a time)', unit='run', disable=not progress)
-    if workers == 1:
-        from staged_rl.trainer import train
-        out = {}
-        for k, c in configs.items(): out[k] = train(c, resume=True); bar.update(1)
-        bar.close(); return out
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from staged_rl.experiments import _train_quiet as fn  # by module path: spawned workers import it
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as ex:
-        futs = {ex.submit(fn, c): k for k, c in configs.items()}
-        done = {}
-        for f in as_completed(futs):
-            try: done[futs[f]] = f.result()
-            except Exception as e: raise RuntimeError(f"run {futs[f]!r} ({configs[futs[f]].output.dir}) failed: {type(e).__name__}: {e}") from e
-            bar.update(1)
-    bar.close()
-    return {k: done[k] for k in configs}
+    bar = tqdm(total=len(configs), desc=f'runs ({workers} at a time)', unit='run', disable=not show_progress(progress))
+    t0, start, finished, stop = time.time(), {k: run_step(c) for k, c in configs.items()}, set(), threading.Event()
+    def report(): print(runs_status(configs, finished, time.time() - t0, start), file=sys.stderr, flush=True)
+    def heartbeat():
+        while not stop.wait(report_every): report()
+    def finish(k): finished.add(k); bar.update(1); report()
+    if report_every: threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        if workers == 1:
+            from staged_rl.trainer import train
+            out = {}
+            for k, c in configs.items(): out[k] = train(c, resume=True, progress=progress); finish(k)
+            return out
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from staged_rl.experiments import _train_quiet as fn  # by module path: spawned workers import it
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as ex:
+            futs = {ex.submit(fn, c): k for k, c in configs.items()}
+            done = {}
+            for f in as_completed(futs):
+                try: done[futs[f]] = f.result()
+                except Exception as e: raise RuntimeError(f"run {futs[f]!r} ({configs[futs[f]].output.dir}) failed: {type(e).__name__}: {e}") from e
+                finish(futs[f])
+        return {k: done[k] for k in configs}
+    finally: stop.set(); bar.close()
 
 # %% ../nbs/12_experiments.ipynb #e57e31f3
 def curve(rows:list, key:str) -> tuple[list, list]:

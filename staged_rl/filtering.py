@@ -12,7 +12,7 @@ from .data import DOMAINS, Problem, load_problems, save_problems, level_path, cf
 
 # %% auto #0
 __all__ = ['problem_rng', 'assign_levels', 'levels_for_pool', 'level_counts', 'build_levels', 'level_rewards', 'load_pool',
-           'format_counts', 'cmd_filter']
+           'format_counts', 'write_levels']
 
 # %% ../nbs/09_filtering.ipynb #594ed257
 def problem_rng(seed:int, # `cfg.filtering.seed`
@@ -124,20 +124,13 @@ def format_counts(counts:dict) -> str:
     rows = [f"{'':<10}{'math':>7}{'code':>7}"] + [f"{k:<10}{v['math']:>7}{v['code']:>7}" for k, v in counts.items()]
     return '\n'.join(rows)
 
-def cmd_filter(argv:list) -> int:
-    "`staged-rl filter CONFIG [key=value ...]`: write the level files from the stored pass rates."
-    if not argv or argv[0] in ('-h', '--help'):
-        print("usage: staged-rl filter CONFIG [key.sub=value ...]\n  reads <output.dir>/scores.jsonl (from `staged-rl score`),"
-              " writes <output.dir>/<data.levels_dir>/level{1,2,3}_{math,code}.jsonl"); return 0 if argv else 2
+def write_levels(cfg) -> dict:
+    "Write the level files of `cfg` from the pass rates in its store; the counts and where they went."
     from staged_rl.scoring import scores_path, read_scores, rates_from_records, role_signatures
-    cfg = load_config(argv[0], argv[1:])
     path = scores_path(cfg)
-    if not path.exists(): print(f"error: {path} not found; run `staged-rl score {argv[0]}` first", file=sys.stderr); return 1
+    if not path.exists(): raise FileNotFoundError(f"{path} not found; run `staged-rl score` with the same config first")
     problems = load_pool(cfg)
-    records = read_scores(path, role_signatures(cfg))
-    rates = rates_from_records(records)
+    rates = rates_from_records(read_scores(path, role_signatures(cfg)))
     out = cfg_levels_dir(cfg)
     counts = build_levels(problems, rates, out, cfg.filtering)
-    print(f"pool: {len(problems)} problems, {len(rates)} with pass rates ({path})\n{format_counts(counts)}\nlevel files in {out}")
-    print(json.dumps({'levels_dir': str(out), 'counts': counts}))
-    return 0
+    return {'levels_dir': str(out), 'counts': counts, 'problems': len(problems), 'rated': len(rates), 'scores': str(path)}

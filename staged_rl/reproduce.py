@@ -4,13 +4,13 @@
 
 # %% ../nbs/11_reproduce.ipynb #2cfa7a81
 from __future__ import annotations
-import argparse, json, sys, time
+import json, sys, time
 from pathlib import Path
+from .config import show_progress
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'PRESET_PARAMS', 'experiments_dir', 'experiment_params', 'is_done', 'mark_done', 'first_seconds',
-           'ReproduceError', 'run_notebook', 'results_table', 'results_section', 'publish_results', 'reproduce',
-           'cmd_reproduce']
+           'ReproduceError', 'run_notebook', 'results_table', 'results_section', 'publish_results', 'reproduce']
 
 # %% ../nbs/11_reproduce.ipynb #0ce7eb15
 EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run', '04_math_code_mix']
@@ -56,13 +56,15 @@ class ReproduceError(RuntimeError):
 def run_notebook(nb:Path, # the experiment notebook
                  folder:Path, # where the executed copy and outputs go
                  params:dict, # papermill parameters
-                 progress:bool=True, # papermill's per-cell progress bar
+                 progress:bool=True, # papermill's per-cell progress bar (off with `$STAGED_RL_NO_PROGRESS`)
+                 log=None, # a stream that gets the notebook's stderr live (its runs' progress lines); None: none
                 ) -> Path:
     "Execute `nb` with papermill into `folder`; raise `ReproduceError` naming the cell on failure."
     import papermill as pm
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     out = folder/nb.name
-    try: pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(folder), progress_bar=progress, kernel_name='python3')
+    try: pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(folder), progress_bar=show_progress(progress),
+                             kernel_name='python3', stderr_file=log)
     except pm.PapermillExecutionError as e:
         first = next((l for l in e.source.splitlines() if l.strip() and not l.startswith('#|')), '')[:80]
         raise ReproduceError(f"{nb.name} failed in cell {e.cell_index} (In [{e.exec_count}]: {first!r}): "
@@ -145,40 +147,26 @@ def reproduce(preset:str='smoke', # smoke | tiny-cpu | paper-1.5b
               only:list|None=None, # run only these experiments (names or prefixes like '02')
               force:bool=False, # re-run finished experiments
               nbs:str|None=None, # folder of experiment notebooks
-              progress:bool=True,
+              progress:bool=True, # papermill's cell bar (the runs' own progress lines are always shown)
+              overrides:list=(), # `key.sub=value` config overrides for every experiment (their `overrides` parameter)
              ) -> Path:
     "Run the experiment notebooks for `preset`; return the results table's path."
     out = Path(out or f'runs/{preset}'); nbs = Path(nbs) if nbs else experiments_dir()
     names = [n for n in EXPERIMENTS if not only or any(n == o or n.startswith(o) for o in only)]
     if only and not names: raise ValueError(f"--only {only}: no such experiment; expected names from {EXPERIMENTS}")
-    params, t_all = experiment_params(preset, out), time.time()
+    params, t_all = experiment_params(preset, out, {'overrides': list(overrides)} if overrides else None), time.time()
     for name in names:
         folder = out/name
         if not force and is_done(folder, params): print(f"[reproduce] {name}: finished earlier with the same parameters, skipped"); continue
         print(f"[reproduce] {name}: running {nbs/(name + '.ipynb')} -> {folder}", flush=True)
         t0 = time.time()
-        run_notebook(nbs/f'{name}.ipynb', folder, params, progress)
+        run_notebook(nbs/f'{name}.ipynb', folder, params, progress, log=sys.stderr)
         mark_done(folder, params, time.time() - t0)
         print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", flush=True)
     table = out/'results.md'
     table.write_text(f"# Results: preset `{preset}`\n\n" + results_table(out))
-    print(f"[reproduce] all done in {time.time() - t_all:.0f} s; results table: {table}")
+    print(f"[reproduce] all done in {time.time() - t_all:.0f} s", flush=True)
+    for name, _, figs in _experiment_rows(out):
+        if figs: print(f"[reproduce] figures of {name}: {out/name}/ ({', '.join(figs)})")
+    print(f"[reproduce] results table: {table}", flush=True)
     return table
-
-# %% ../nbs/11_reproduce.ipynb #b5325564
-def cmd_reproduce(argv:list) -> int:
-    "`staged-rl reproduce --preset {smoke,tiny-cpu,paper-1.5b} [--only NAME] [--out DIR] [--force] [--publish DEST]`."
-    ap = argparse.ArgumentParser(prog='staged-rl reproduce', description="Run the paper's experiment notebooks with papermill.")
-    ap.add_argument('--preset', default='smoke', choices=list(PRESET_PARAMS))
-    ap.add_argument('--only', action='append', help=f"experiment name or number prefix; repeatable ({', '.join(EXPERIMENTS)})")
-    ap.add_argument('--out', help='output folder (default runs/<preset>)')
-    ap.add_argument('--force', action='store_true', help='re-run experiments that already finished')
-    ap.add_argument('--nbs', help='folder of the experiment notebooks (default: nbs/experiments of this checkout)')
-    ap.add_argument('--publish', metavar='DEST', help='afterwards copy tables and figures to DEST and rewrite the Results section of nbs/index.ipynb')
-    ap.add_argument('--machine', default='', help='with --publish: where the run happened, in words')
-    a = ap.parse_args(argv)
-    try:
-        table = reproduce(a.preset, a.out, a.only, a.force, a.nbs)
-        if a.publish: print(f"[reproduce] published to {publish_results(table.parent, a.publish, machine=a.machine)}; run `make readme`")
-    except (ReproduceError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 1
-    return 0

@@ -7,14 +7,14 @@ from __future__ import annotations
 import gc, hashlib, json, os, sys, time, warnings
 from dataclasses import replace
 from pathlib import Path
-from .config import ROLES, FilterConfig, load_config
+from .config import ROLES, FilterConfig, load_config, show_progress
 from .data import Problem, build_prompt, load_problems
 from .filtering import assign_levels, levels_for_pool, load_pool
 
 # %% auto #0
 __all__ = ['ADAPTIVE_ORDER', 'SCORES_FILE', 'needed_fact', 'settled', 'adaptive_levels', 'scores_path', 'role_signatures',
            'read_scores', 'append_records', 'rates_from_records', 'score_role', 'load_ladder_model',
-           'default_engine_factory', 'score_pool', 'summarize', 'compare_levels', 'cmd_score']
+           'default_engine_factory', 'score_pool', 'summarize', 'compare_levels']
 
 # %% ../nbs/08_scoring.ipynb #951de389
 ADAPTIVE_ORDER = ('strongest', 'small', 'medium', 'large')  # adaptive mode scores roles in this order
@@ -192,7 +192,7 @@ def score_role(problems:list, # the problems that need this role, in pool order
     new = {}
     if not todo: return new
     engine, tokenizer, close = make_engine(role, spec)
-    bar = tqdm(total=len(problems), initial=len(problems) - sum(len(bt) for _, bt in todo), desc=f"score {role}", unit='problem', disable=not progress)
+    bar = tqdm(total=len(problems), initial=len(problems) - sum(len(bt) for _, bt in todo), desc=f"score {role}", unit='problem', disable=not show_progress(progress))
     spent = 0
     try:
         for b, batch in todo:
@@ -311,21 +311,3 @@ def compare_levels(problems:list, rates_a:dict, rates_b:dict, fcfg:FilterConfig|
     for n in (1, 2, 3): out[f'level{n}'] = round(sum((n in la[i]) == (n in lb[i]) for i in both) / len(both), 4)
     out['discarded'] = round(sum((not la[i]) == (not lb[i]) for i in both) / len(both), 4)
     return out
-
-# %% ../nbs/08_scoring.ipynb #fd62dc9b
-def cmd_score(argv:list) -> int:
-    "`staged-rl score CONFIG [key=value ...]`: pass rates of the pool under the ladder, stored as JSONL."
-    if not argv or argv[0] in ('-h', '--help'):
-        print("usage: staged-rl score CONFIG [key.sub=value ...]\n  e.g. staged-rl score smoke scoring.adaptive=true;"
-              " writes <output.dir>/scores.jsonl (resumes from it)"); return 0 if argv else 2
-    cfg = load_config(argv[0], argv[1:])
-    problems = load_pool(cfg)
-    t0 = time.time()
-    records = score_pool(problems, cfg)
-    summ = summarize(records, len(problems), cfg.scoring.k, cfg.scoring.roles)
-    summ.update(seconds=round(time.time() - t0, 1), adaptive=cfg.scoring.adaptive, k=cfg.scoring.k, store=str(scores_path(cfg)))
-    print(f"scored {len(problems)} problems x {len(cfg.scoring.roles)} roles, k={cfg.scoring.k}"
-          f"{' (adaptive)' if cfg.scoring.adaptive else ''}: {summ['rollouts']} rollouts of a {summ['budget']} budget")
-    for role, v in summ['roles'].items(): print(f"  {role:<10} scored {v['scored']:>5}  skipped {v['skipped']:>5}  mean pass rate {v['mean_pass_rate']}")
-    print(json.dumps(summ))
-    return 0

@@ -4,16 +4,17 @@
 
 # %% ../nbs/04_tiny.ipynb #0f0347b0
 from __future__ import annotations
-import hashlib, json, math, os, random, re, shutil, sys, tempfile, time
+import contextlib, hashlib, json, math, os, random, re, shutil, signal, sys, tempfile, threading, time
 from pathlib import Path
-from .config import ROLES, TinyConfig, load_config
+from .config import ROLES, TinyConfig, load_config, show_progress
 from .data import Problem, ProblemList, register_source, build_prompt, format_problem
 
 # %% auto #0
 __all__ = ['CODE_CLAUSES', 'SPLITS', 'PRETOKENIZE_REGEX', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'LADDER_VERSION', 'gen_math',
            'gen_code', 'tiny_splits', 'resolve_tiny_source', 'train_tokenizer', 'make_model', 'save_model',
            'sft_stream', 'encode_sft', 'sft_batch', 'train_sft', 'sample', 'grade', 'pass_rates', 'ladder_dir',
-           'set_threads', 'build_ladder', 'resolve_model', 'load_model', 'evaluate_ladder', 'cmd_ladder', 'by_knob']
+           'set_threads', 'remove_stale_builds', 'build_ladder', 'resolve_model', 'load_model', 'evaluate_ladder',
+           'by_knob']
 
 # %% ../nbs/04_tiny.ipynb #e78aecb6
 def _rng(*key) -> random.Random:
@@ -218,7 +219,7 @@ def train_sft(model, tokenizer, examples:list, # `encode_sft` output
     torch.manual_seed(seed); rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
     model.train(); losses, save_at = [], save_at or {}
-    for step in (bar := trange(steps, desc=desc, leave=False)):
+    for step in (bar := trange(steps, desc=desc, leave=False, disable=not show_progress())):
         for g in opt.param_groups: g['lr'] = _lr_at(step, steps, lr)
         x, am, y = sft_batch(rng.sample(examples, min(batch_size, len(examples))), tokenizer.pad_token_id)
         loss = model(input_ids=x, attention_mask=am, labels=y).loss
@@ -305,6 +306,32 @@ def _build(tc:TinyConfig, tmp:Path, verbose:bool=True) -> dict:
     info['seconds'] = round(time.time() - t0, 1)
     return info
 
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True  # someone else's process
+    return True
+
+def remove_stale_builds(cache:Path, # the ladder cache folder (`tiny.cache_dir`)
+                       ) -> list[Path]:
+    "Delete the `ladder-*.tmp-<pid>-*` folders of builds whose process is gone (killed by SIGKILL, a crash of the machine)."
+    gone = []
+    for t in Path(cache).expanduser().glob('ladder-*.tmp-*'):
+        pid = t.name.split('.tmp-', 1)[1].split('-', 1)[0]
+        if pid.isdigit() and not _alive(int(pid)): shutil.rmtree(t, ignore_errors=True); gone.append(t)
+    return gone
+
+@contextlib.contextmanager
+def _removed_on_sigterm(tmp:Path):
+    "Within the block, SIGTERM deletes `tmp`, then ends the process as SIGTERM would (in the main thread)."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def on_term(signum, frame):
+        shutil.rmtree(tmp, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL); os.kill(os.getpid(), signum)
+    old = signal.signal(signal.SIGTERM, on_term)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+
 def build_ladder(cfg=None, # a `Config` or `TinyConfig`; None: defaults
                  verbose:bool=True, # report each run on stderr
                 ) -> dict[str, Path]:
@@ -312,12 +339,14 @@ def build_ladder(cfg=None, # a `Config` or `TinyConfig`; None: defaults
     tc, d = _tiny_cfg(cfg), ladder_dir(cfg)
     if not (d/'ladder.json').exists():
         d.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=d.name + '.tmp-', dir=d.parent))
+        remove_stale_builds(d.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{d.name}.tmp-{os.getpid()}-", dir=d.parent))  # the pid tells a dead build's leftovers
         try:
-            info = _build(tc, tmp, verbose)
-            (tmp/'ladder.json').write_text(json.dumps({'tiny': json.loads(_tc_key(tc, *_LADDER_FIELDS)), 'build': info}, indent=1))
-            try: os.rename(tmp, d)
-            except OSError: pass  # a concurrent build finished first: keep theirs
+            with _removed_on_sigterm(tmp):  # `kill`; Ctrl-C (KeyboardInterrupt) ends in the `finally` below
+                info = _build(tc, tmp, verbose)
+                (tmp/'ladder.json').write_text(json.dumps({'tiny': json.loads(_tc_key(tc, *_LADDER_FIELDS)), 'build': info}, indent=1))
+                try: os.rename(tmp, d)
+                except OSError: pass  # a concurrent build finished first: keep theirs
         finally: shutil.rmtree(tmp, ignore_errors=True)
     return {r: d/r for r in ROLES}
 
@@ -366,19 +395,6 @@ def evaluate_ladder(cfg, # a `Config`
                                      top_p=cfg.eval.top_p, max_new_tokens=mnt, seed=cfg.seed)
             out[r][d], out[r][f"len_{d}"] = rates, lens
     return out
-
-def cmd_ladder(argv:list[str]) -> int:
-    "`staged-rl ladder CONFIG [key=value ...]`: build (or reuse) the ladder; last line: held-out accuracy per role as JSON."
-    if not argv: print("usage: staged-rl ladder CONFIG [key=value ...]", file=sys.stderr); return 2
-    set_threads()
-    cfg = load_config(argv[0], argv[1:])
-    t0 = time.time(); paths = build_ladder(cfg)
-    print(f"ladder ready in {time.time() - t0:.1f}s: {paths['small'].parent}", file=sys.stderr)
-    ev = evaluate_ladder(cfg)
-    acc = {r: round(sum(v['math'] + v['code'])/len(v['math'] + v['code']), 4) for r, v in ev.items()}
-    for r, v in ev.items(): print(f"{r}: math {sum(v['math'])/len(v['math']):.3f} code {sum(v['code'])/len(v['code']):.3f}", file=sys.stderr)
-    print(json.dumps(acc))
-    return 0
 
 # %% ../nbs/04_tiny.ipynb #e4c60d39
 def by_knob(problems:list[Problem], values:list[float], knob:str='steps') -> dict:

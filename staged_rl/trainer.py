@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 import torch
-from .config import Config, ConfigError, EvalSet, load_config, get_device, seed_everything
+from .config import Config, ConfigError, EvalSet, load_config, get_device, seed_everything, show_progress
 from .data import Problem, load_problems, build_prompt, cfg_levels_dir
 from .rollout import SamplingParams, make_engine
 from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask
@@ -21,7 +21,7 @@ __all__ = ['derive_seed', 'load_policy', 'format_prompts', 'rollout', 'score', '
            'group_micro_batches', 'shared_prefix_logprobs', 'mb_logprobs', 'policy_update', 'make_optimizer',
            'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog', 'save_checkpoint', 'latest_checkpoint',
            'load_trainer_state', 'setup_accelerator', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
-           'history_rows', 'train', 'cmd_train', 'cmd_eval']
+           'history_rows', 'train', 'evaluate_model']
 
 # %% ../nbs/07_trainer.ipynb #2cc1f8a5
 _PURPOSES = {'gen': 1, 'eval': 2, 'update': 3}
@@ -404,7 +404,7 @@ def _total_steps(cfg:Config) -> int|None:
 # %% ../nbs/07_trainer.ipynb #1cc96b1d
 def train(cfg:Config, # the run's configuration (`load_config`)
           resume:bool=False, # continue from the newest checkpoint under `cfg.output.dir`
-          progress:bool=True, # show a tqdm bar
+          progress:bool=True, # show a tqdm bar (off with `$STAGED_RL_NO_PROGRESS`)
           stop_after:int|None=None, # return after this global step, as if killed (tests)
           reward_fn=None, # `reward_fn(problems, responses) -> list[float]`; default: the verifiers
          ) -> list[dict]:
@@ -441,7 +441,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         row = {'step': 0, 'stage': cfg.stages[0].name, 'stage_step': 0, **run_eval(0)}
         state.stage_evals.append(row); metrics.write(row)
 
-    bar = tqdm(total=_total_steps(cfg), initial=state.step, disable=not (progress and main), desc='train', dynamic_ncols=True)
+    bar = tqdm(total=_total_steps(cfg), initial=state.step, disable=not (show_progress(progress) and main), desc='train', dynamic_ncols=True)
     samplers = {}
     while not state.done:
         stage = cfg.stages[state.stage]
@@ -500,45 +500,13 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     return metrics.read()
 
 # %% ../nbs/07_trainer.ipynb #257ebb6d
-_TRAIN_USAGE = "usage: staged-rl train PRESET_OR_CONFIG [key.sub=value ...] [--resume]"
-_EVAL_USAGE = "usage: staged-rl eval PRESET_OR_CONFIG [model=SPEC] [out=FILE.json] [key.sub=value ...]"
-
-def cmd_train(argv:list) -> int:
-    "`staged-rl train CONFIG [overrides] [--resume]`: staged GRPO; metrics and checkpoints under `output.dir`."
-    argv = list(argv)
-    if not argv or argv[0] in ('-h', '--help'): print(_TRAIN_USAGE); return 0 if argv else 2
-    resume = '--resume' in argv
-    argv = [a for a in argv if a != '--resume']
-    try: cfg = load_config(argv[0], argv[1:])
-    except ConfigError as e: print(f"error: {e}", file=sys.stderr); return 2
-    rows = train(cfg, resume=resume)
-    last = [r for r in rows if 'reward' in r]
-    evals = {k: v for r in rows for k, v in r.items() if k.endswith('/pass@1')}
-    print(f"done: {len(last)} steps; metrics in {Path(cfg.output.dir)/'metrics.jsonl'}" +
-          (''.join(f"; {k}={v:.3f}" for k, v in evals.items()) if evals else ''))
-    return 0
-
-def _pop_arg(argv:list, key:str):
-    "Remove `key=value` from argv; return the value or None."
-    for a in argv:
-        if a.startswith(key + '='): argv.remove(a); return a.split('=', 1)[1]
-    return None
-
-def cmd_eval(argv:list) -> int:
-    "`staged-rl eval CONFIG model=SPEC`: pass@1 over k samples on `cfg.eval.sets`; writes a JSON table."
-    argv = list(argv)
-    if not argv or argv[0] in ('-h', '--help'): print(_EVAL_USAGE); return 0 if argv else 2
-    spec, dest = _pop_arg(argv, 'model'), _pop_arg(argv, 'out')
-    try: cfg = load_config(argv[0], argv[1:])
-    except ConfigError as e: print(f"error: {e}", file=sys.stderr); return 2
+def evaluate_model(cfg:Config, # gives the benchmarks (`eval.sets`), the protocol, device and dtype
+                   spec:str|None=None, # any model spec (`tiny:<role>`, a folder, a hub id); None: `cfg.model.policy`
+                  ) -> dict:
+    "The evaluation table of the model `spec`: pass@1 over k samples on every set of `cfg.eval.sets`."
     spec = spec or cfg.model.policy
     model, tok = load_policy(spec, cfg, get_device(cfg.model.device), cfg.model.dtype)
     _, recs = evaluate(model, tok, cfg, records=True)
-    table = {'model': spec, 'config': cfg.name, 'seed': cfg.seed,
-             'protocol': {'temperature': cfg.eval.temperature, 'top_p': cfg.eval.top_p, 'max_new_tokens': cfg.eval.max_new_tokens},
-             'benchmarks': {r['name']: {k: v for k, v in r.items() if k != 'name'} for r in recs}}
-    dest = Path(dest) if dest else Path(cfg.output.dir)/f"eval_{Path(spec).name.replace(':', '_')}.json"
-    dest.parent.mkdir(parents=True, exist_ok=True); dest.write_text(json.dumps(table, indent=1))
-    for r in recs: print(f"{r['name']:<16} pass@1 {r['pass@1']:.4f} ± {r['pass@1_std']:.4f}  (k={r['k']}, {r['n_problems']} problems)")
-    print(f"wrote {dest}")
-    return 0
+    return {'model': spec, 'config': cfg.name, 'seed': cfg.seed,
+            'protocol': {'temperature': cfg.eval.temperature, 'top_p': cfg.eval.top_p, 'max_new_tokens': cfg.eval.max_new_tokens},
+            'benchmarks': {r['name']: {k: v for k, v in r.items() if k != 'name'} for r in recs}}

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from staged_rl.config import ROLES, FilterConfig, load_config
 from staged_rl.data import Problem, load_problems, save_problems, level_path
-from staged_rl.filtering import assign_levels, problem_rng, levels_for_pool, build_levels, level_counts, cmd_filter
+from staged_rl.cli import main
+from staged_rl.filtering import assign_levels, problem_rng, levels_for_pool, build_levels, level_counts
 
 def R(s=None, m=None, l=None, st=None): return {k: v for k, v in zip(ROLES, (s, m, l, st)) if v is not None}
 
@@ -94,17 +95,17 @@ def test_duplicate_ids(tmp_path):
 def test_cmd_filter(tmp_path, capsys):
     from staged_rl.scoring import role_signatures, append_records
     pool = tmp_path/'pool.jsonl'; save_problems(_pool(), pool)
-    over = [f'output.dir={tmp_path/"run"}', f'data.pool=["{pool}"]']
+    over = [f'output.dir={tmp_path/"run"}', f'data.pool=["{pool}"]', f'data.levels_dir={tmp_path/"run"/"levels"}']
     cfg = load_config('smoke', over)
     sigs = role_signatures(cfg)
     recs = [{'id': pid, 'role': role, 'sig': sigs[role], 'pass_rate': r, 'n': 4} for pid, rs in RATES.items() for role, r in rs.items()]
     recs.append({'id': 'e', 'role': 'small', 'sig': 'stale', 'pass_rate': 0.5, 'n': 4})  # other settings: ignored
     append_records(tmp_path/'run'/'scores.jsonl', recs)
-    assert cmd_filter(['smoke'] + over) == 0
+    assert main(['filter', 'smoke'] + over) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last['counts']['level2'] == {'math': 2, 'code': 1} and last['counts']['unscored'] == {'math': 1, 'code': 0}
     assert sorted(p.id for p in load_problems('level:3', cfg=cfg)) == ['a', 'b', 'c']
 
 def test_cmd_filter_without_scores(tmp_path, capsys):
-    assert cmd_filter(['smoke', f'output.dir={tmp_path}']) == 1
+    assert main(['filter', 'smoke', f'output.dir={tmp_path}']) == 2
     assert 'staged-rl score' in capsys.readouterr().err

@@ -7,7 +7,7 @@ from staged_rl.data import Problem, build_prompt, save_problems
 from staged_rl.rollout import Completion
 from staged_rl import scoring
 from staged_rl.scoring import (needed_fact, settled, adaptive_levels, read_scores, append_records, rates_from_records,
-                               score_pool, summarize, compare_levels, role_signatures, cmd_score)
+                               score_pool, summarize, compare_levels, role_signatures)
 
 # ---- a fake ladder: problem i is right with probability P[prompt][role], drawn from the call's seed -------------
 P = {}
@@ -177,12 +177,12 @@ def test_cmd_score_with_fakes(tmp_path, capsys, monkeypatch):
     src = tmp_path/'pool.jsonl'; save_problems(pool, src)
     monkeypatch.setattr(scoring, 'default_engine_factory', lambda cfg: fake_factory)
     monkeypatch.setattr(scoring, '_default_score_fn', lambda: fake_score)
-    over = [f'output.dir={tmp_path}', f'data.pool=["{src}"]', 'scoring.adaptive=true', 'scoring.round_size=2', 'scoring.k=8']
-    assert cmd_score(['smoke'] + over) == 0
+    over = [f'output.dir={tmp_path}', f'data.pool=["{src}"]', f'data.levels_dir={tmp_path/"levels"}', 'scoring.adaptive=true', 'scoring.round_size=2', 'scoring.k=8']
+    from staged_rl.cli import main
+    assert main(['score', 'smoke'] + over) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last['problems'] == 12 and last['budget'] == 12 * 4 * 8 and last['rollouts'] + last['saved'] == last['budget']
-    from staged_rl.filtering import cmd_filter
-    assert cmd_filter(['smoke'] + over) == 0
+    assert main(['filter', 'smoke'] + over) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])['counts']
     assert counts['unscored'] == {'math': 0, 'code': 0}
 

@@ -80,7 +80,8 @@ def test_real_verifiers_grade_generated_problems(cfg):
 
 
 def test_cmd_ladder_orders_the_roles(ladder, cfg, capsys):
-    assert tiny.cmd_ladder(['smoke', f"tiny.cache_dir={cfg.tiny.cache_dir}"]) == 0
+    from staged_rl.cli import main
+    assert main(['ladder', 'smoke', f"tiny.cache_dir={cfg.tiny.cache_dir}"]) == 0
     acc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert list(acc) == list(ROLES)
     print(acc)

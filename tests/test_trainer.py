@@ -128,15 +128,15 @@ def test_online_filtering_refills(tmp_path, levels):
 
 # ---- commands -----------------------------------------------------------------------------------------------------
 def test_cmd_train_and_eval(tmp_path, levels, capsys):
-    from staged_rl.trainer import cmd_train, cmd_eval
+    from staged_rl.cli import main
     over = [f'output.dir={tmp_path}', f'data.levels_dir={levels}', 'stages.0.max_steps=1', 'stages.1.max_steps=1', 'eval.sets=[]']
-    assert cmd_train(['smoke', *over, 'output.save_every=1']) == 0
-    assert cmd_train(['smoke', *over, '--resume']) == 0  # nothing left to do: the run is complete
+    assert main(['train', 'smoke', *over, 'output.save_every=1']) == 0
+    assert main(['train', 'smoke', *over, '--resume']) == 0  # nothing left to do: the run is complete
     rows = [json.loads(l) for l in (tmp_path/'metrics.jsonl').read_text().splitlines()]
     assert [r['step'] for r in rows] == [1, 2]
-    assert cmd_train(['smoke', 'grpo.lr=-1']) == 2
+    assert main(['train', 'smoke', 'grpo.lr=-1']) == 2
     out = tmp_path/'eval.json'
-    assert cmd_eval(['smoke', f'model={tmp_path/"policy"}', f'out={out}', 'eval.sets.0.limit=3', 'eval.sets.1.limit=2']) == 0
+    assert main(['eval', 'smoke', f'model={tmp_path/"policy"}', f'out={out}', 'eval.sets.0.limit=3', 'eval.sets.1.limit=2']) == 0
     table = json.loads(out.read_text())
     assert set(table['benchmarks']) == {'math', 'code'} and table['protocol']['temperature'] == 0.6
     b = table['benchmarks']['math']
