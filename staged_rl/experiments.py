@@ -56,12 +56,13 @@ def runs_status(configs:dict, # key -> `Config`, as given to `run_many`
                 elapsed:float, # seconds since `run_many` started
                 start:dict, # key -> step each run had when `run_many` started (resumed runs)
                ) -> str:
-    "One progress line: runs done, the step of each unfinished run, elapsed time and an estimate of the time left."
+    "One progress line: runs done, the step of each started run (named by its folder), elapsed time and an estimate of the time left."
     total = {k: sum(s.max_steps or 0 for s in c.stages) for k, c in configs.items()}  # plateau stages may end sooner
     step = {k: total[k] if k in finished else min(run_step(c), total[k]) for k, c in configs.items()}
     done, left = sum(step[k] - start.get(k, 0) for k in configs), sum(total[k] - step[k] for k in configs)
-    eta = f"~{_hms(elapsed * left / done)} left" if done > 0 else 'time left: after the first step'
-    running = ', '.join(f"{k} step {step[k]}/{total[k]}" for k in configs if k not in finished and step[k] > start.get(k, 0))
+    eta = 'nothing left' if left == 0 else f"~{_hms(elapsed * left / done)} left" if done > 0 else 'time left: after the first step'
+    name = lambda k: '/'.join(Path(configs[k].output.dir).parts[-2:])  # e.g. staged/seed1
+    running = ', '.join(f"{name(k)} step {step[k]}/{total[k]}" for k in configs if k not in finished and step[k] > start.get(k, 0))
     return f"[runs] {len(finished)}/{len(configs)} done" + (f"; {running}" if running else '') + f"; {_hms(elapsed)} elapsed, {eta}"
 
 def run_many(configs:dict, # key -> `Config` of one run (each with its own `output.dir`)
@@ -80,7 +81,9 @@ def run_many(configs:dict, # key -> `Config` of one run (each with its own `outp
     def report(): print(runs_status(configs, finished, time.time() - t0, start), file=sys.stderr, flush=True)
     def heartbeat():
         while not stop.wait(report_every): report()
-    def finish(k): finished.add(k); bar.update(1); report()
+    def finish(k):
+        finished.add(k); bar.update(1)
+        print(f"[runs] finished {'/'.join(Path(configs[k].output.dir).parts[-2:])}", file=sys.stderr); report()
     if report_every: threading.Thread(target=heartbeat, daemon=True).start()
     try:
         if workers == 1:
