@@ -110,7 +110,9 @@ class GRPOConfig:
     lr: float = 1e-6  # AdamW learning rate
     n_samples: int = 16  # rollouts per prompt: the GRPO group size
     batch_prompts: int = 128  # prompts per step; a step trains on batch_prompts * n_samples responses
-    micro_batch: int = 8  # responses per forward/backward (gradient accumulation)
+    micro_batch: int = 8  # at most this many responses per forward/backward (gradient accumulation)
+    max_tokens_per_micro_batch: typing.Optional[int] = None  # and at most this many (padded) tokens; None: no token budget
+    logit_chunk_tokens: int = 512  # tokens per chunk of LM-head logits in the loss (memory ~ 3 x chunk x vocab x 4 bytes)
     kl_coef: float = 0.001  # weight of the k3 KL penalty to the reference model (0 skips the reference)
     entropy_coef: float = 0.001  # weight of the entropy bonus; a stage can override it (paper stage 2: 0)
     clip_eps: float = 0.2  # PPO clip range; inert when updates_per_batch == 1 (ratio is 1)
@@ -124,7 +126,9 @@ class GRPOConfig:
     def __post_init__(self):
         _check(self.lr > 0, 'lr', self.lr, 'a float > 0')
         _check(self.n_samples >= 2, 'n_samples', self.n_samples, 'an int >= 2 (GRPO needs a group to compare)')
-        for n in ('batch_prompts', 'micro_batch', 'updates_per_batch'): _check(getattr(self, n) >= 1, n, getattr(self, n), 'an int >= 1')
+        _check(self.max_tokens_per_micro_batch is None or self.max_tokens_per_micro_batch >= 1, 'max_tokens_per_micro_batch',
+               self.max_tokens_per_micro_batch, 'an int >= 1 or null')
+        for n in ('batch_prompts', 'micro_batch', 'updates_per_batch', 'logit_chunk_tokens'): _check(getattr(self, n) >= 1, n, getattr(self, n), 'an int >= 1')
         for n in ('kl_coef', 'entropy_coef', 'weight_decay', 'warmup_steps', 'max_refill_rounds'):
             _check(getattr(self, n) >= 0, n, getattr(self, n), 'a value >= 0')
         _check(0 < self.clip_eps < 1, 'clip_eps', self.clip_eps, 'a float in (0, 1)')
@@ -189,6 +193,7 @@ class EvalConfig:
     top_p: float = 0.95  # nucleus mass for evaluation
     max_new_tokens: int = 32768  # max response length for evaluation
     every: int = 10  # evaluate every N training steps (0: only at the start and the end)
+    final_sets: typing.Optional[list[EvalSet]] = None  # the sets of the final evaluation (after the last stage); None: `sets`
     def __post_init__(self):
         _check(self.temperature >= 0, 'temperature', self.temperature, 'a float >= 0')
         _check(0 < self.top_p <= 1, 'top_p', self.top_p, 'a float in (0, 1]')
@@ -241,10 +246,15 @@ class OutputConfig:
     dir: str = 'runs/default'  # the run folder
     save_every: int = 10  # checkpoint every N steps (0: only at stage ends)
     keep_last: int = 2  # checkpoints kept on disk
+    log_with: list = field(default_factory=list)  # live trackers through accelerate: tensorboard, wandb, ... (files under `dir`)
+    collective_timeout_s: int = 10800  # timeout of collective operations between processes (a long evaluation waits in one)
     def __post_init__(self):
         _check(bool(self.dir), 'dir', self.dir, 'a non-empty path')
         _check(self.save_every >= 0, 'save_every', self.save_every, 'an int >= 0')
         _check(self.keep_last >= 1, 'keep_last', self.keep_last, 'an int >= 1')
+        _check(all(t in ('tensorboard', 'wandb', 'mlflow', 'comet_ml', 'aim', 'clearml', 'dvclive') for t in self.log_with), 'log_with',
+               self.log_with, 'a list drawn from tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive')
+        _check(self.collective_timeout_s >= 60, 'collective_timeout_s', self.collective_timeout_s, 'an int >= 60 (seconds)')
 
 # %% ../nbs/00_config.ipynb #453953ce
 @dataclass
@@ -354,7 +364,8 @@ PRESETS = {
                    'large': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-32B', 'strongest': 'deepseek-ai/DeepSeek-R1'},
         'data': {'pool': ['your-pool.jsonl']},
         'sampling': {'temperature': 1.0, 'max_new_tokens': 16384},
-        'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 4, 'kl_coef': 0.001, 'entropy_coef': 0.001},
+        'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 64, 'max_tokens_per_micro_batch': 32768,
+                 'kl_coef': 0.001, 'entropy_coef': 0.001},  # token budget: see nbs/07_trainer.ipynb, 'Paper scale'
         'stages': [_stage('stage1', [('level:2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
                    _stage('stage2', [('level:3', 1.0)], max_steps=500, max_new_tokens=24576, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'aime2024', 'source': 'aime2024', 'k': 16}, {'name': 'math500', 'source': 'math500', 'k': 16},

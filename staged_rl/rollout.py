@@ -188,6 +188,11 @@ class HFEngine:
         self.device = torch.device(device) if device is not None else _model_device(model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
+    def sleep(self):
+        "Nothing to free: the engine runs the policy itself."
+    def wake(self):
+        "Nothing to restore."
+
     def sync_weights(self, model):
         "Copy `model`'s weights into the engine's model (no-op when it is the same object)."
         if model is not self.model: self.model.load_state_dict(model.state_dict())

@@ -38,7 +38,7 @@ def smoke(tmp_path, levels, *over):
     return load_config('smoke', [f'output.dir={tmp_path}', f'data.levels_dir={levels}', 'eval.sets.0.limit=4', 'eval.sets.1.limit=2',
                                  'rewards.workers=2', *over])
 
-def untimed(rows): return [{k: v for k, v in r.items() if not k.startswith('time/')} for r in rows]
+def untimed(rows): return [{k: v for k, v in r.items() if not k.startswith(('time/', 'perf/'))} for r in rows]
 
 # ---- a real run --------------------------------------------------------------------------------------------------
 def test_smoke_run_end_to_end(tmp_path, levels):
