@@ -78,7 +78,7 @@ class TokenStats(torch.autograd.Function):
                 z = _chunk_logits(h[s:s+chunk], w, bias, temperature)  # (c, V)
                 lse = z.logsumexp(-1)
                 lp[s:s+chunk] = z.gather(-1, targets[s:s+chunk, None]).squeeze(-1) - lse
-                if with_entropy: ent[s:s+chunk] = lse - (z.softmax(-1) * z).sum(-1)
+                if with_entropy: ent[s:s+chunk] = lse - z.softmax(-1).mul_(z).sum(-1)  # in place: two (c, V) tensors at most
         ctx.save_for_backward(h, weight, bias if bias is not None else torch.empty(0, device=h.device), targets)
         return lp, ent
 
@@ -93,12 +93,14 @@ class TokenStats(torch.autograd.Function):
         with torch.autocast(h.device.type, enabled=False):
             for s in range(0, h.shape[0], c):
                 z = _chunk_logits(h[s:s+c], w, bias, T)  # (c, V) recomputed
-                p = z.softmax(-1)
-                gz = p * -g_lp[s:s+c, None]  # d log p_y / dz = onehot(y) - p
+                p = z.softmax(-1)  # every step below is in place: two (c, V) tensors at most
+                if ctx.with_entropy:  # dH/dz = -p (z - E_p[z]), built in z's buffer
+                    z.sub_(torch.einsum('cv,cv->c', p, z)[:, None])  # E_p[z] without a (c, V) temporary
+                    z.mul_(p).mul_(-g_ent[s:s+c, None])
+                gz = p.mul_(-g_lp[s:s+c, None])  # d log p_y / dz = onehot(y) - p
                 gz.scatter_add_(-1, targets[s:s+c, None], g_lp[s:s+c, None])
-                if ctx.with_entropy:  # dH/dz = -p (z - E_p[z])
-                    gz -= g_ent[s:s+c, None] * p * (z - (p * z).sum(-1, keepdim=True))
-                gz /= T
+                if ctx.with_entropy: gz.add_(z)
+                gz.div_(T)
                 if gh is not None: gh[s:s+c] = (gz.to(w.dtype) @ w).to(h.dtype)
                 if gw is not None: gw += gz.T @ h[s:s+c].float()
                 if gb is not None: gb += gz.sum(0)

@@ -173,6 +173,7 @@ def test_two_processes_with_torchrun(tmp_path, levels):
 def _update_batches(mask_truncated):
     "Groups of 4 prompts of different lengths x 4 responses (some cut at 8 tokens), with plain and shared micro-batches."
     from staged_rl.rollout import toy_lm, HFEngine, SamplingParams
+    from staged_rl.config import GRPOConfig
     from staged_rl.trainer import micro_batches, group_micro_batches
     model, tok = toy_lm(seed=1, eos_bias=3.0)
     prompts = ['Q', 'Question: what is 12 + 30? Answer with a number.', 'def add(a, b):', 'The quick brown fox jumps']
@@ -181,8 +182,8 @@ def _update_batches(mask_truncated):
     assert len({len(c.prompt_ids) for c in flat}) == 4 and len({len(c.ids) for c in flat}) > 2
     assert any(c.truncated for c in flat) and not all(c.truncated for c in flat)
     adv = torch.randn(len(flat), generator=torch.Generator().manual_seed(0))
-    plain = micro_batches(flat, adv, 3, tok.pad_token_id, 'cpu', mask_truncated)  # 6 micro-batches, mixed prompts
-    shared = group_micro_batches(groups, adv, 8, tok.pad_token_id, 'cpu', mask_truncated)  # 2 micro-batches of 2 groups
+    plain = micro_batches(flat, adv, GRPOConfig(micro_batch=3), tok.pad_token_id, 'cpu', mask_truncated)  # 6 micro-batches, mixed prompts
+    shared = group_micro_batches(groups, adv, GRPOConfig(micro_batch=8), tok.pad_token_id, 'cpu', mask_truncated)  # 2 micro-batches of 2 groups
     assert len(shared) == 2 and all('n' in mb for mb in shared) and not any('n' in mb for mb in plain)
     return model, plain, shared
 
@@ -253,16 +254,46 @@ def test_shared_prompt_policy_update_matches_plain():
     for a, b in zip(sum(gp, []), sum(gs, [])): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
     for a, b in zip(pp, ps): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
 
-def test_shared_prompt_with_checkpointing_falls_back():
-    "Activation checkpointing drops the cache in training mode: mb_logprobs takes the plain forward, the shared one refuses."
-    from staged_rl.trainer import mb_logprobs, shared_prefix_logprobs
+def test_shared_prompt_refused_under_checkpointing():
+    "Activation checkpointing drops the cache in training mode: the trainer chooses plain micro-batches, the shared path refuses."
+    from staged_rl.config import GRPOConfig
+    from staged_rl.trainer import mb_logprobs, shared_prefix_logprobs, make_micro_batches
     model, plain, shared = _update_batches(False)
     model.train()
     want = mb_logprobs(model, shared[0])[0].detach()
     model.gradient_checkpointing_enable()
-    torch.testing.assert_close(mb_logprobs(model, shared[0])[0].detach(), want, atol=1e-5, rtol=1e-5)
     mb = shared[0]
     with pytest.raises(ValueError, match='checkpointing'):
         shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'], mb['n'])
+    with pytest.raises(ValueError, match='checkpointing'): mb_logprobs(model, mb)
     model.eval()  # no checkpointing outside training: the shared path again
     torch.testing.assert_close(mb_logprobs(model, shared[0])[0].detach(), want, atol=1e-5, rtol=1e-5)
+
+def test_token_budget_bounds_every_micro_batch():
+    "With max_tokens_per_micro_batch, every micro-batch's padded tensor stays within it (unless one response alone is longer)."
+    from staged_rl.config import GRPOConfig
+    from staged_rl.trainer import make_micro_batches
+    from staged_rl.rollout import toy_lm, HFEngine, SamplingParams
+    model, tok = toy_lm(seed=1, eos_bias=2.0)
+    groups = HFEngine(model, tok).generate(['Q', 'Question: what is 12 + 30?', 'def add(a, b):'], 4, SamplingParams(max_new_tokens=16, seed=1))
+    adv = torch.zeros(12)
+    for budget in (24, 40, 100):
+        mbs = make_micro_batches(groups, adv, GRPOConfig(micro_batch=64, max_tokens_per_micro_batch=budget), tok.pad_token_id, 'cpu')
+        assert sum(mb['completion_ids'].shape[0] for mb in mbs) == 12
+        for mb in mbs:
+            assert mb['input_ids'].numel() <= budget or mb['input_ids'].shape[0] == 1, (budget, tuple(mb['input_ids'].shape))
+    assert all('n' in mb for mb in make_micro_batches(groups, adv, GRPOConfig(micro_batch=64), tok.pad_token_id, 'cpu'))
+
+def test_live_metrics_with_tensorboard(tmp_path, levels):
+    "`output.log_with=[tensorboard]` writes the metrics rows as TensorBoard scalars through accelerate's trackers."
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from staged_rl.trainer import train
+    cfg = smoke(tmp_path, levels, 'stages.0.max_steps=1', 'stages.1.max_steps=1', 'eval.sets=[]', 'output.log_with=[tensorboard]')
+    rows = train(cfg, progress=False, reward_fn=toy_reward)
+    events = list((tmp_path/'trackers').rglob('events.out.tfevents.*'))
+    assert events, sorted(p.name for p in tmp_path.rglob('*'))
+    ea = EventAccumulator(str(events[0].parent)); ea.Reload()
+    tags = set(ea.Tags()['scalars'])
+    assert {'reward', 'loss', 'entropy', 'time/step'} <= tags, tags
+    assert [e.step for e in ea.Scalars('reward')] == [1, 2]
+    assert ea.Scalars('reward')[1].value == pytest.approx(rows[-1]['reward'])
