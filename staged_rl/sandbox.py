@@ -236,12 +236,15 @@ def _why(e):
     except BaseException: return ""
 def allow_imports(pkgs):
     "Import hook: allow-listed packages from their read-only mounts; any other missing top-level module fails saying so."
-    from importlib.machinery import PathFinder
+    from importlib.util import spec_from_file_location
     class AllowList:
         @staticmethod
         def find_spec(name, path=None, target=None):
             if "." in name: return None
-            if name in pkgs: return PathFinder.find_spec(name, [pkgs[name]])
+            p = pkgs.get(name)
+            if p is not None and os.path.isdir(p):
+                return spec_from_file_location(name, os.path.join(p, "__init__.py"), submodule_search_locations=[p])
+            if p is not None: return spec_from_file_location(name, p)
             raise ModuleNotFoundError("module %r is not in the sandbox allow-list %r (only the standard library and these)" % (name, sorted(pkgs)), name=name)
     sys.meta_path.append(AllowList)
 def serve_functional(job, rfd, wfd):
@@ -323,6 +326,7 @@ def _run_case(code, i, text, job, rfd, wfd):
             os.dup2(ofd, 1)
             for fd in (ifd, ofd, rfd, wfd): os.close(fd)
             resource.setrlimit(resource.RLIMIT_CPU, (job["cpu_s"], job["cpu_s"]))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (job["max_output"] + 1, job["max_output"] + 1))
             exec(code, {"__name__": "__main__", "__builtins__": builtins})
             st = 0
         except SystemExit as e:
@@ -667,8 +671,9 @@ class Session:
         lim, box = self.lim, bool(h.bwrap)
         cpu = math.ceil(lim.startup_s + (lim.total_timeout_s or lim.timeout_s * self.n)) + 1
         nproc = lim.max_procs + (2 if box else 0) + (0 if box or h.root else _user_nproc())
+        biggest = max((len(t.encode('utf-8', 'surrogatepass')) for t in self.job.get('inputs', ())), default=0)
         rl = {'RLIMIT_CPU': cpu, 'RLIMIT_AS': lim.memory_mb << 20, 'RLIMIT_NPROC': nproc,
-              'RLIMIT_FSIZE': lim.max_output_bytes + 1, 'RLIMIT_NOFILE': lim.max_open_files, 'RLIMIT_CORE': 0}
+              'RLIMIT_FSIZE': max(lim.max_output_bytes, biggest) + 1, 'RLIMIT_NOFILE': lim.max_open_files, 'RLIMIT_CORE': 0}
         cfg = {'rlimits': rl, 'uid': UID_BASE + os.getpid() if h.root else None}
         if not box: cfg.update(inproc=True, landlock=h.landlock, ro=h.ro + list(self.pkgs.values()) + [self.workdir, '/dev/urandom', '/dev/zero'],
                                rw=['/dev/null'], bpf=bpf_program() if h.seccomp else None)
@@ -685,11 +690,11 @@ class Session:
         if h.bwrap:
             if h.seccomp: fds = (_bpf_fd(),)
             argv = _bwrap_argv(h.bwrap, h.ro, h.root, self.lim.tmp_mb << 20, fds[0] if fds else None, self.pkgs, _site_dirs(h.python, h.ro)) + argv
-            where = {n: PKG_DIR for n in self.pkgs}
+            where = {n: f'{PKG_DIR}/{os.path.basename(p)}' for n, p in self.pkgs.items()}
         else:
             self.workdir = tempfile.mkdtemp(prefix='srl-sbx-')  # the program's working directory, read-only to it
             os.chmod(self.workdir, 0o755)
-            where = {n: os.path.dirname(p) for n, p in self.pkgs.items()}
+            where = dict(self.pkgs)
         preexec, self.keep = None, _children()
         if h.cg:
             _cg_limit(h.cg, self.lim)

@@ -3,7 +3,7 @@
 1. a program that deletes its working directory; 2. writes outside the capped /tmp (covered here as root, and as
 an unprivileged user through `test_sandbox.py::test_hostile_other_configs`); 3. third-party imports (allow-list);
 4. linked lists and trees (refused at load time); 5. floats in stdin output (tolerance)."""
-import json, os, shutil, subprocess, sys
+import json, os, shutil, subprocess, sys, tempfile
 from pathlib import Path
 import pytest
 from staged_rl.code_reward import score_code, score_code_batch, code_verdict, check_tests, same_stdout
@@ -23,6 +23,13 @@ RMCWD = 'import os, shutil\nfor n in os.listdir("."):\n    try: os.remove(n)\n  
 def test_deleting_workdir_keeps_the_answer():
     "The runner read the output back by file name from the working directory the program had just emptied."
     assert score_code(block(RMCWD), ECHO2, limits=LIM) == 1.0
+
+def test_input_larger_than_output_cap():
+    "Found on the way: an input larger than max_output_bytes crashed the runner (RLIMIT_FSIZE hit the runner's own write)."
+    t = {'kind': 'stdin', 'cases': [{'input': 'x' * (LIM.max_output_bytes * 3) + '\n', 'output': str(LIM.max_output_bytes * 3)}]}
+    assert score_code(block('print(len(input()))'), t, limits=LIM) == 1.0
+    big_file = 'print(len(input()))\nopen("/tmp/f", "w").write("x" * %d)' % (LIM.max_output_bytes * 2)
+    assert code_verdict(block(big_file), t, limits=LIM)['details'][0].startswith('case 0: error (OSError')  # files stay capped
 
 # ---- 2. nothing outside the capped /tmp is writable -----------------------------------------------------------
 FILL_ROOT = '''import os
@@ -130,3 +137,45 @@ def test_rewards_config_reaches_sandbox_limits():
     d = sandbox_limits(RewardsConfig())
     assert d.packages == ('sortedcontainers',) and d.float_abs_tol == 1e-6 and d.float_rel_tol == 1e-6
     with pytest.raises(ValueError, match='code_float_abs_tol'): RewardsConfig(code_float_abs_tol=-1)
+
+# ---- the same gaps as an unprivileged user (bubblewrap in a user namespace; Landlock alone) and as root without bubblewrap
+DRIVER = r'''
+import json, sys
+from staged_rl.code_reward import score_code_batch
+from staged_rl.sandbox import SandboxLimits
+job = json.load(sys.stdin)
+print(json.dumps(score_code_batch(job["responses"], job["tests"], workers=1, limits=SandboxLimits(**job["limits"]))))
+'''
+NOBODY = 61235
+
+@pytest.mark.parametrize('config,user,disable', [('user_bwrap', True, ''), ('user_landlock_only', True, 'bwrap'), ('root_no_bwrap', False, 'bwrap')])
+def test_gaps_other_configs(config, user, disable, tmp_path):
+    "Allow-list, read-only root and deleted work dir under the other isolation configurations (system python, a world-readable copy of the package)."
+    sc = pytest.importorskip('sortedcontainers')
+    repo = Path(__file__).resolve().parents[1]
+    if os.geteuid() != 0 or not shutil.which('setpriv') or not os.path.exists('/usr/bin/python3'): pytest.skip("needs root, setpriv and a system python")
+    if not repo.stat().st_mode & 0o005: pytest.skip("repository not world-readable")
+    pkgs = Path(tempfile.mkdtemp(prefix='srl-pkgs-', dir='/tmp')); pkgs.chmod(0o755)
+    try:
+        shutil.copytree(Path(sc.__file__).parent, pkgs / 'sortedcontainers')
+        for p in pkgs.rglob('*'): p.chmod(0o755 if p.is_dir() else 0o644)
+        sneak = 'import sys\nsys.path.append(%r)\ntry:\n    import sortedcontainers; print("imported")\nexcept ImportError: print("refused")' % str(pkgs)
+        cases = [(SORTED_STDIN, [{'input': '3 1 2\n', 'output': '[1, 2, 3]'}], ['sortedcontainers'], 1.0),
+                 ('import numpy\nprint(1)', [{'input': '', 'output': '1'}], ['sortedcontainers'], 0.0),
+                 (FILL_ROOT, [{'input': '', 'output': 'written=0'}], [], 1.0),
+                 (RMCWD, ECHO2['cases'], [], 1.0)]
+        if disable != 'bwrap': cases.append((sneak, [{'input': '', 'output': 'refused'}], [], 1.0))  # Landlock cannot hide a directory
+        lim = {'timeout_s': 2.0, 'total_timeout_s': 10, 'startup_s': 5, 'memory_mb': 512, 'max_procs': 16, 'max_output_bytes': 1 << 16, 'tmp_mb': 8}
+        got = []
+        for packages in ([], ['sortedcontainers']):  # one batch per allow-list
+            sel = [c for c in cases if c[2] == packages]
+            env = {'PATH': '/usr/bin:/bin', 'PYTHONPATH': f'{repo}:{pkgs}', 'HOME': '/tmp', 'STAGED_RL_SANDBOX_DISABLE': disable}
+            cmd = (['setpriv', '--reuid', str(NOBODY), '--regid', str(NOBODY), '--clear-groups'] if user else []) + ['/usr/bin/python3', '-c', DRIVER]
+            job = {'responses': [block(c[0]) for c in sel], 'tests': [{'kind': 'stdin', 'cases': c[1]} for c in sel], 'limits': {**lim, 'packages': packages}}
+            r = subprocess.run(cmd, input=json.dumps(job), capture_output=True, text=True, env=env, cwd='/tmp', timeout=240)
+            if r.returncode != 0 and 'SandboxUnavailable' in r.stderr: pytest.skip(f"{config}: the sandbox refuses here: {r.stderr.strip().splitlines()[-1]}")
+            assert r.returncode == 0, r.stderr[-3000:]
+            got += [(c[0][:30], s, c[3]) for c, s in zip(sel, json.loads(r.stdout.strip().splitlines()[-1]))]
+        assert [(n, s) for n, s, w in got if s != w] == [], f"{config}: wrong scores"
+        assert sorted(p.name for p in pkgs.iterdir()) == ['sortedcontainers']
+    finally: shutil.rmtree(pkgs, ignore_errors=True)
