@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_sandbox.ipynb #a2cb0e98
 from __future__ import annotations
-import ast, atexit, ctypes, functools, json, math, os, platform, select, shutil, signal, stat, struct, subprocess, sys, tempfile, time
+import ast, atexit, ctypes, functools, json, math, os, platform, select, shutil, signal, stat, struct, subprocess, sys, sysconfig, tempfile, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -445,7 +445,11 @@ def _search_path(py:str) -> tuple:
 def _site_dirs(py:str, ro:list) -> list:
     "The interpreter's site-packages directories that the read-only view would otherwise expose."
     under = lambda p: any(p == q or p.startswith(q.rstrip('/') + '/') for q in ro)
-    return sorted({os.path.realpath(p) for p in _search_path(py)
+    cands = list(_search_path(py))
+    if py == _python():  # in a venv, the base interpreter's own site-packages is not on sys.path but is in the read-only view
+        base = {'base': sys.base_prefix, 'platbase': sys.base_exec_prefix}
+        cands += [sysconfig.get_path(k, vars=base) for k in ('purelib', 'platlib')]
+    return sorted({os.path.realpath(p) for p in cands
                    if os.path.basename(p) in ('site-packages', 'dist-packages') and os.path.isdir(p) and under(os.path.realpath(p))})
 
 @functools.lru_cache(maxsize=64)
@@ -458,7 +462,8 @@ def package_paths(packages:tuple, # top-level module names (`SandboxLimits.packa
     for name in packages:
         spec = PathFinder.find_spec(name, list(_search_path(py)))
         if spec is None:
-            raise ValueError(f"sandbox allow-list: package {name!r} is not installed for {py} "
+            where = f"this environment ({sys.prefix})" if py == _python() else py
+            raise ValueError(f"sandbox allow-list: package {name!r} is not installed in {where} "
                              f"(pip install {name}, or remove it from rewards.code_packages / SandboxLimits.packages)")
         locs = list(spec.submodule_search_locations or [])
         if spec.origin in (None, 'namespace') and len(locs) != 1:
