@@ -208,9 +208,15 @@ class RewardsConfig:
     math_timeout_s: float = 5.0  # wall-clock bound for verifying one math answer
     code_timeout_s: float = 4.0  # wall-clock bound per code sample (all its test cases)
     code_memory_mb: int = 512  # address-space limit of the sandboxed program
+    code_packages: list = field(default_factory=lambda: ['sortedcontainers'])  # third-party modules solutions may import (as on LeetCode)
+    code_float_abs_tol: float = 1e-6  # stdin: absolute error allowed on an expected non-integer number
+    code_float_rel_tol: float = 1e-6  # stdin: relative error allowed on it (either suffices; both 0: exact text)
     def __post_init__(self):
         _check(self.workers >= 1, 'workers', self.workers, 'an int >= 1')
         for n in ('math_timeout_s', 'code_timeout_s', 'code_memory_mb'): _check(getattr(self, n) > 0, n, getattr(self, n), 'a value > 0')
+        for n in ('code_float_abs_tol', 'code_float_rel_tol'): _check(getattr(self, n) >= 0, n, getattr(self, n), 'a value >= 0')
+        _check(isinstance(self.code_packages, (list, tuple)) and all(isinstance(p, str) and p.isidentifier() for p in self.code_packages),
+               'code_packages', self.code_packages, 'a list of top-level module names')
 
 @dataclass
 class ScoringConfig:

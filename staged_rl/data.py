@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64, json, os, pickle, sys, warnings, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from .code_reward import check_tests
 
 # %% auto #0
 __all__ = ['DOMAINS', 'LAYOUTS', 'HUB_BENCHMARKS', 'SOURCE_RESOLVERS', 'MATH_TEMPLATE', 'CODE_TEMPLATE', 'Problem',
@@ -55,6 +56,7 @@ def check_problem(p:Problem) -> Problem:
         if 'cases' in t: _check_cases(t['cases'], 'tests.cases')
         elif not isinstance(t.get('test'), str) or 'def check' not in t['test']:
             raise ValueError("functional tests need `test` source defining check(candidate), or io `cases`")
+    check_tests(t, f"problem {p.id!r}: tests")  # the grader's own rules too (it refuses linked lists and trees)
     return p
 
 # %% ../nbs/01_data.ipynb #7c08a06f
@@ -93,7 +95,7 @@ def _row_livecodebench(r, i):
     cases = [{'input': c['input'], 'output': c['output']} for c in cases]
     starter = r.get('starter_code') or ''
     if meta.get('func_name'):
-        tests = {'kind': 'functional', 'entry_point': f"Solution().{meta['func_name']}", 'cases': cases, 'prelude': ''}
+        tests = {'kind': 'functional', 'entry_point': f"Solution().{meta['func_name']}", 'cases': cases, 'prelude': '', 'starter_code': starter}
     else: tests = {'kind': 'stdin', 'cases': cases}
     prompt = r['question_content'] + (f"\n\nStart from this code:\n```python\n{starter}\n```" if starter else '')
     info = {'platform': r.get('platform'), 'difficulty': r.get('difficulty'), 'contest_date': r.get('contest_date'), 'starter_code': starter}

@@ -16,11 +16,13 @@ __all__ = ['sandbox_limits', 'score_batch', 'score']
 # %% ../nbs/03b_rewards.ipynb #0ccc9926
 def sandbox_limits(rewards_cfg=None, # a `cfg.rewards` section (or None for the defaults)
                    **overrides) -> SandboxLimits:
-    "`SandboxLimits` from the config's reward section (`code_timeout_s`: budget per sample, `code_memory_mb`), plus overrides."
+    "`SandboxLimits` from the config's reward section (`code_timeout_s`: budget per sample, `code_memory_mb`, `code_packages`, `code_float_*_tol`), plus overrides."
     kw = {}
     if rewards_cfg is not None:
         if getattr(rewards_cfg, 'code_timeout_s', None): kw['total_timeout_s'] = rewards_cfg.code_timeout_s
         if getattr(rewards_cfg, 'code_memory_mb', None): kw['memory_mb'] = rewards_cfg.code_memory_mb
+        for cf, lf in (('code_packages', 'packages'), ('code_float_abs_tol', 'float_abs_tol'), ('code_float_rel_tol', 'float_rel_tol')):
+            if getattr(rewards_cfg, cf, None) is not None: kw[lf] = getattr(rewards_cfg, cf)
     names = {f.name for f in fields(SandboxLimits)}
     bad = set(overrides) - names
     if bad: raise ValueError(f"sandbox_limits: unknown SandboxLimits fields {sorted(bad)}; known: {sorted(names)}")
