@@ -154,7 +154,7 @@ def test_resume_with_hf_engine(tmp_path):
     model.save_pretrained(tmp_path/'m'); tok.save_pretrained(tmp_path/'m')
     pool = fake_pool(6, seed=2)
     def grade(problems, texts, workers=1): return [float(len(t) % 3 == 0) if p.domain == 'math' else (len(t) % 5) / 4 for p, t in zip(problems, texts)]
-    cfg = load_config('smoke', ['scoring.k=4', 'scoring.batch_prompts=3', 'scoring.max_new_tokens=12', 'scoring.roles=[small]',
+    cfg = load_config('smoke', ['scoring.k=4', 'scoring.batch_prompts=3', 'scoring.sampling.max_new_tokens=12', 'scoring.roles=[small]',
                                 f'ladder.small={tmp_path/"m"}', 'model.device=cpu'])
     factory = scoring.default_engine_factory(cfg)
     full = score_pool(pool, cfg, tmp_path/'a.jsonl', make_engine=factory, score_fn=grade, progress=False)
@@ -193,7 +193,7 @@ needs_world = pytest.mark.skipif(importlib.util.find_spec('staged_rl.tiny') is N
 @needs_world
 def test_adaptive_on_smoke_ladder(tmp_path):
     from staged_rl.filtering import load_pool
-    base = [f'output.dir={tmp_path}', 'rewards.workers=2', 'scoring.max_new_tokens=32']
+    base = [f'output.dir={tmp_path}', 'rewards.workers=2', 'scoring.sampling.max_new_tokens=32']
     cfg = load_config('smoke', base)
     pool = load_pool(cfg)[::6]  # 12 of the 72 smoke problems keep this test short
     fixed = score_pool(pool, cfg, tmp_path/'fixed.jsonl', progress=False)
