@@ -5,7 +5,7 @@
 # %% ../nbs/05_rollout.ipynb #f439592f
 from __future__ import annotations
 import os, tempfile
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 import torch
 from .config import SamplingConfig
 
