@@ -4,16 +4,17 @@
 
 # %% ../nbs/01_data.ipynb #ca281b3a
 from __future__ import annotations
-import base64, json, os, pickle, sys, warnings, zlib
+import base64, importlib, json, os, pickle, sys, warnings, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .code_reward import check_tests
+from .config import DataConfig
 
 # %% auto #0
-__all__ = ['DOMAINS', 'LAYOUTS', 'HUB_BENCHMARKS', 'SOURCE_RESOLVERS', 'MATH_TEMPLATE', 'CODE_TEMPLATE', 'Problem',
-           'check_problem', 'detect_layout', 'row_to_problem', 'ProblemList', 'load_file', 'local_override',
+__all__ = ['DOMAINS', 'LAYOUTS', 'HUB_BENCHMARKS', 'SOURCE_RESOLVERS', 'SOURCE_PLUGINS', 'MATH_TEMPLATE', 'CODE_TEMPLATE',
+           'Problem', 'check_problem', 'detect_layout', 'row_to_problem', 'ProblemList', 'load_file', 'local_override',
            'load_hub_rows', 'load_benchmark', 'register_source', 'level_path', 'cfg_levels_dir', 'load_problems',
-           'save_problems', 'format_problem', 'build_prompt']
+           'save_problems', 'format_problem', 'build_prompt', 'prompt_ids']
 
 # %% ../nbs/01_data.ipynb #90bc0bbc
 DOMAINS = ('math', 'code')
@@ -223,6 +224,7 @@ def load_benchmark(name:str, domain=None, limit=None, strict=True) -> ProblemLis
 
 # %% ../nbs/01_data.ipynb #4cfe4d6b
 SOURCE_RESOLVERS = {}  # prefix -> fn(rest:str, cfg=Config|None, levels_dir=Path) -> list[Problem]
+SOURCE_PLUGINS = {'tiny': 'staged_rl.tiny'}  # prefix -> module that registers it when imported (on first use)
 
 def register_source(prefix:str, # e.g. 'tiny'
                     fn, # fn(rest, cfg=None, levels_dir=...) -> list[Problem]
@@ -261,7 +263,7 @@ def load_problems(source, # file path, benchmark name, `tiny:<pool>` or `level:<
     "Load problems from any source name."
     s = str(source)
     prefix = s.split(':', 1)[0] if ':' in s and not Path(s).exists() else None
-    if prefix == 'tiny' and 'tiny' not in SOURCE_RESOLVERS: import staged_rl.tiny  # registers itself
+    if prefix in SOURCE_PLUGINS and prefix not in SOURCE_RESOLVERS: importlib.import_module(SOURCE_PLUGINS[prefix])  # registers itself
     if prefix in SOURCE_RESOLVERS:
         if levels_dir is None: levels_dir = cfg_levels_dir(cfg) if cfg is not None else Path('levels')
         ps = SOURCE_RESOLVERS[prefix](s.split(':', 1)[1], levels_dir=levels_dir, cfg=cfg)
@@ -270,7 +272,7 @@ def load_problems(source, # file path, benchmark name, `tiny:<pool>` or `level:<
     if s in HUB_BENCHMARKS: return load_benchmark(s, domain, limit, strict)
     if Path(s).exists(): return load_file(s, domain, limit, strict)
     raise ValueError(f"unknown problem source {s!r}: not a file, not a benchmark ({', '.join(HUB_BENCHMARKS)}), "
-                     f"not a prefixed source ({', '.join(p + ':' for p in SOURCE_RESOLVERS)}, tiny:)")
+                     f"not a prefixed source ({', '.join(p + ':' for p in {**SOURCE_RESOLVERS, **SOURCE_PLUGINS})})")
 
 def save_problems(problems, # Problems to write
                   path, # a .jsonl file
@@ -295,13 +297,25 @@ def format_problem(p:Problem, template:str|None=None) -> str:
     hint = f" that defines `{ep.replace('Solution().', 'class Solution with method ')}`" if ep else " that reads stdin and writes stdout"
     return (template or CODE_TEMPLATE).format(problem=p.prompt, entry_point=ep or '', entry_hint=hint)
 
+def _chat(tokenizer, dc:DataConfig) -> bool:
+    "Whether prompts go through `tokenizer`'s chat template."
+    return bool(dc.chat_template and tokenizer is not None and getattr(tokenizer, 'chat_template', None))
+
 def build_prompt(p:Problem, # the problem
                  tokenizer=None, # wraps the text in its chat template when it has one
-                 template:str|None=None, # overrides the domain's default template
-                 chat:bool=True, # set False to skip the chat template
+                 data_cfg:DataConfig|None=None, # `cfg.data`: templates and whether to use the chat template
                 ) -> str:
     "The exact text the model is given for `p`."
-    text = format_problem(p, template)
-    if chat and tokenizer is not None and getattr(tokenizer, 'chat_template', None):
-        return tokenizer.apply_chat_template([{'role': 'user', 'content': text}], tokenize=False, add_generation_prompt=True)
+    dc = data_cfg or DataConfig()
+    text = format_problem(p, (dc.math_template if p.domain == 'math' else dc.code_template) or None)
+    if _chat(tokenizer, dc): return tokenizer.apply_chat_template([{'role': 'user', 'content': text}], tokenize=False, add_generation_prompt=True)
     return text
+
+def prompt_ids(problems:list, # `Problem`s
+               tokenizer, # the model's tokenizer
+               data_cfg:DataConfig|None=None, # `cfg.data`; None: the default templates, chat template on
+              ) -> list[list[int]]:
+    "The token ids of each problem's prompt (what engines sample from): the chat template's own BOS, never a second."
+    dc = data_cfg or DataConfig()
+    texts = [build_prompt(p, tokenizer, dc) for p in problems]
+    return [list(x) for x in tokenizer(texts, add_special_tokens=not _chat(tokenizer, dc))['input_ids']] if texts else []

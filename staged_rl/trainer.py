@@ -9,29 +9,20 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 import torch
-from .config import Config, ConfigError, EvalSet, GRPOConfig, load_config, get_device, seed_everything
-from .data import Problem, load_problems, build_prompt, cfg_levels_dir
+from .config import Config, ConfigError, EvalSet, GRPOConfig, load_config, get_device, seed_everything, derive_seed
+from .data import Problem, load_problems, prompt_ids, cfg_levels_dir
 from .rollout import SamplingParams, make_engine
+from .rewards import grade
 from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head
 from .curriculum import build_strata, StratifiedSampler, stage_end
-from .tiny import load_model, resolve_model
+from .models import load_model, resolve_model
 
 # %% auto #0
-__all__ = ['derive_seed', 'load_policy', 'format_prompts', 'rollout', 'score', 'batch_metrics', 'pack', 'micro_batches',
-           'group_micro_batches', 'make_micro_batches', 'shared_prefix_logprobs', 'mb_logprobs', 'global_sum',
-           'policy_update', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog',
-           'save_checkpoint', 'latest_checkpoint', 'load_trainer_state', 'setup_accelerator', 'Groups', 'sample_groups',
-           'collect_groups', 'gathered_metrics', 'history_rows', 'train', 'cmd_train', 'cmd_eval']
-
-# %% ../nbs/07_trainer.ipynb #2cc1f8a5
-_PURPOSES = {'gen': 1, 'eval': 2, 'update': 3}
-
-def derive_seed(seed:int, # `cfg.seed`
-                purpose:str, # 'gen', 'eval' or 'update'
-                *keys:int, # step, round, rank...
-               ) -> int:
-    "A 31-bit seed determined by the run seed, a purpose and integer keys."
-    return int(np.random.SeedSequence([seed, _PURPOSES[purpose], *keys]).generate_state(1)[0]) & 0x7FFFFFFF
+__all__ = ['load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', 'group_micro_batches', 'make_micro_batches',
+           'shared_prefix_logprobs', 'mb_logprobs', 'global_sum', 'policy_update', 'make_optimizer', 'eval_problems',
+           'evaluate_set', 'evaluate', 'RunState', 'JsonlLog', 'save_checkpoint', 'latest_checkpoint',
+           'load_trainer_state', 'setup_accelerator', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
+           'history_rows', 'train', 'cmd_train', 'cmd_eval']
 
 # %% ../nbs/07_trainer.ipynb #a7c250b2
 def _quiet_transformers():
@@ -42,29 +33,13 @@ def _quiet_transformers():
 def load_policy(spec:str, # hub id, local folder, or `tiny:<role>`
                 cfg:Config|None=None, # gives `tiny:` specs their settings
                 device='cpu', dtype:str='float32'):
-    "Load a causal LM and its tokenizer from a spec (`staged_rl.tiny.load_model`: `tiny:` roles, then `from_pretrained`)."
+    "Load a causal LM and its tokenizer from a spec (`staged_rl.models.load_model`)."
     return load_model(str(spec), cfg=cfg, device=str(device), dtype=dtype)
 
 # %% ../nbs/07_trainer.ipynb #2c6eba7a
-def format_prompts(problems:list[Problem], tokenizer, cfg:Config) -> list[str]:
-    "The model's input text for each problem (templates and chat template from `cfg.data`)."
-    tmpl = {'math': cfg.data.math_template or None, 'code': cfg.data.code_template or None}
-    return [build_prompt(p, tokenizer, template=tmpl[p.domain], chat=cfg.data.chat_template) for p in problems]
-
 def rollout(engine, problems:list[Problem], tokenizer, cfg:Config, n:int, sampling:SamplingParams) -> list[list]:
     "`n` completions of each problem: one list of `Completion`s per problem."
-    return engine.generate(format_prompts(problems, tokenizer, cfg), n, sampling)
-
-def score(problems:list[Problem], # one per response
-          responses:list[str], # the decoded completions
-          cfg:Config,
-          reward_fn=None, # `reward_fn(problems, responses) -> list[float]`; default: the verifiers
-         ) -> list[float]:
-    "Rewards in [0, 1] from the verifiers (in `cfg.rewards.workers` processes) or from `reward_fn`."
-    if reward_fn is not None: return [float(r) for r in reward_fn(problems, responses)]
-    from staged_rl.rewards import score_batch, sandbox_limits
-    return [float(r) for r in score_batch(problems, responses, workers=cfg.rewards.workers, limits=sandbox_limits(cfg.rewards),
-                                          math_timeout_s=cfg.rewards.math_timeout_s)]
+    return engine.generate(prompt_ids(problems, tokenizer, cfg.data), n, sampling)
 
 # %% ../nbs/07_trainer.ipynb #f9b5b3ac
 def batch_metrics(domains:list[str], # per group
@@ -261,9 +236,8 @@ def evaluate_set(engine, tokenizer, es:EvalSet, cfg:Config, seed:int=0, reward_f
     mine = list(range(rank, len(problems), world))
     local = []
     if mine:
-        sp = SamplingParams(temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens, seed=seed)
-        groups = rollout(engine, [problems[i] for i in mine], tokenizer, cfg, es.k, sp)
-        rw = score([problems[i] for i in mine for _ in range(es.k)], [c.text for g in groups for c in g], cfg, reward_fn)
+        groups = rollout(engine, [problems[i] for i in mine], tokenizer, cfg, es.k, SamplingParams.of(cfg.eval.sampling, seed=seed))
+        rw = grade([problems[i] for i in mine for _ in range(es.k)], [c.text for g in groups for c in g], cfg.rewards, reward_fn)
         local = [(i, rw[j * es.k:(j + 1) * es.k], [len(c.ids) for c in g], [c.finish_reason == 'length' for c in g])
                  for j, (i, g) in enumerate(zip(mine, groups))]
     rows = sorted(_gather(acc, local))  # every process: all problems, in problem order
@@ -397,9 +371,9 @@ def sample_groups(pairs, engine, tokenizer, cfg:Config, sampling:SamplingParams,
     pairs = _mine(pairs, acc)
     n, probs = cfg.grpo.n_samples, [p for p, _ in pairs]
     t0 = time.perf_counter()
-    comps = rollout(engine, probs, tokenizer, cfg, n, SamplingParams(**{**asdict(sampling), 'seed': seed}))
+    comps = rollout(engine, probs, tokenizer, cfg, n, SamplingParams.of(sampling, seed=seed))
     t1 = time.perf_counter()
-    flat = score([p for p in probs for _ in range(n)], [c.text for g in comps for c in g], cfg, reward_fn)
+    flat = grade([p for p in probs for _ in range(n)], [c.text for g in comps for c in g], cfg.rewards, reward_fn)
     g = Groups(probs, [j for _, j in pairs], comps, [flat[i * n:(i + 1) * n] for i in range(len(probs))])
     g.t_gen, g.t_score = t1 - t0, time.perf_counter() - t1
     return g
@@ -503,8 +477,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         stage = cfg.stages[state.stage]
         if state.stage not in samplers: samplers[state.stage] = StratifiedSampler(build_strata(stage, cfg), cfg.grpo.batch_prompts, cfg.seed, state.stage)
         sampler, t_step = samplers[state.stage], time.perf_counter()
-        sampling = SamplingParams(temperature=cfg.sampling.temperature, top_p=cfg.sampling.top_p,
-                                  max_new_tokens=stage.max_new_tokens or cfg.sampling.max_new_tokens)
+        sampling = SamplingParams.of(cfg.sampling, max_new_tokens=stage.max_new_tokens or cfg.sampling.max_new_tokens)
         # --- 1-4a. prompts (stratified), rollouts, rewards; optionally drop all-equal groups and refill
         first, batch, seen, rounds = collect_groups(sampler, state.stage_step, state.step, engine, tok, cfg, sampling, acc, reward_fn)
         # --- 4b. group advantages (truncated responses leave the baseline if the stage says so)
@@ -598,7 +571,7 @@ def cmd_eval(argv:list) -> int:
     model, tok = load_policy(spec, cfg, get_device(cfg.model.device), cfg.model.dtype)
     _, recs = evaluate(model, tok, cfg, records=True)
     table = {'model': spec, 'config': cfg.name, 'seed': cfg.seed,
-             'protocol': {'temperature': cfg.eval.temperature, 'top_p': cfg.eval.top_p, 'max_new_tokens': cfg.eval.max_new_tokens},
+             'protocol': asdict(cfg.eval.sampling),
              'benchmarks': {r['name']: {k: v for k, v in r.items() if k != 'name'} for r in recs}}
     dest = Path(dest) if dest else Path(cfg.output.dir)/f"eval_{Path(spec).name.replace(':', '_')}.json"
     dest.parent.mkdir(parents=True, exist_ok=True); dest.write_text(json.dumps(table, indent=1))

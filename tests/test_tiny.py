@@ -4,6 +4,7 @@ import pytest
 from staged_rl.config import load_config, ROLES
 from staged_rl.data import Problem, load_problems, build_prompt
 from staged_rl import tiny
+from staged_rl.models import load_model, resolve_model
 
 TEXTS = ["x  y\n\n\\boxed{3}", "```python\ndef f(x):\n    x = max(x, 10)\n\treturn x\n```\n",
          "Start with 7, then apply: +3.\\n {a}{{b}} \\\\frac{1}{2}  \n \n", "  leading and trailing  ", "é ü 漢字 ∑ — “q”"]
@@ -45,8 +46,8 @@ def test_files_load_with_auto_classes(ladder, cfg):
         assert m.generation_config.eos_token_id == t.eos_token_id
         sizes.append(sum(p.numel() for p in m.parameters()))
     assert sizes == sorted(sizes)
-    m, t = tiny.load_model('tiny:small', cfg=cfg)
-    assert tiny.resolve_model('tiny:small', cfg) == str(ladder['small'])
+    m, t = load_model('tiny:small', cfg=cfg)
+    assert resolve_model('tiny:small', cfg) == str(ladder['small'])
     assert type(m).__name__ == 'Qwen2ForCausalLM'
 
 
@@ -91,7 +92,7 @@ def test_cmd_ladder_orders_the_roles(ladder, cfg, capsys):
 
 
 def test_load_model_accepts_folders_and_rejects_bad_roles(ladder, cfg):
-    m, t = tiny.load_model(str(ladder['strongest']), dtype='bfloat16')
+    m, t = load_model(str(ladder['strongest']), dtype='bfloat16')
     assert next(m.parameters()).dtype.__str__() == 'torch.bfloat16' and t.pad_token_id is not None
-    with pytest.raises(ValueError, match='tiny:small'): tiny.resolve_model('tiny:huge', cfg)
-    assert tiny.resolve_model('deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B') == 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
+    with pytest.raises(ValueError, match='tiny:small'): resolve_model('tiny:huge', cfg)
+    assert resolve_model('deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B') == 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
