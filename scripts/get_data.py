@@ -82,6 +82,10 @@ def hub_rows(name: str) -> list:
     hub_id, conf, split = HUB_BENCHMARKS[name]
     return list(datasets.load_dataset(hub_id, conf, split=split))
 
+def codeforces_sample() -> list:
+    "The first 60 rows of rllm's codeforces.json, in the file's layout."
+    with urllib.request.urlopen(CODEFORCES_URL, timeout=60) as r: return codeforces_rows(json.load(r), COUNTS['codeforces_stdin_sample'])
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', default=str(ROOT/'data'), help='folder to write the four files into (default: data/)')
@@ -95,11 +99,12 @@ def main(argv=None) -> int:
         if why: print(f"make data: cannot reach {urllib.parse.urlparse(url).netloc} ({why}); offline? copy the files and set STAGED_RL_DATA_DIR instead", file=sys.stderr); return 1
     try: import datasets  # noqa: F401
     except ImportError: print("make data: needs the `datasets` package: pip install datasets", file=sys.stderr); return 1
-    convert = {'math500': math500_rows, 'aime2024': aime2024_rows, 'humaneval': humaneval_rows}
-    for name, fn in convert.items():
-        print(write_file(fn(hub_rows(name)), name, out, COUNTS[name]))
-    with urllib.request.urlopen(CODEFORCES_URL, timeout=60) as r: cf = json.load(r)
-    print(write_file(codeforces_rows(cf, COUNTS['codeforces_stdin_sample']), 'codeforces_stdin_sample', out, COUNTS['codeforces_stdin_sample']))
+    convert = {'math500': lambda: math500_rows(hub_rows('math500')), 'aime2024': lambda: aime2024_rows(hub_rows('aime2024')),
+               'humaneval': lambda: humaneval_rows(hub_rows('humaneval')), 'codeforces_stdin_sample': codeforces_sample}
+    for name, rows in convert.items():
+        try: print(write_file(rows(), name, out, COUNTS[name]))
+        except (KeyError, ValueError, TypeError, OSError) as e:  # a changed upstream schema or a failed download: one line
+            print(f"make data: {name}: {type(e).__name__}: {e}", file=sys.stderr); return 1
     print(f"done: tests and notebooks read {out} (or export STAGED_RL_DATA_DIR={out.resolve()})")
     return 0
 

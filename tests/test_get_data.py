@@ -65,3 +65,12 @@ def test_offline_is_one_line(tmp_path):
     assert not (tmp_path/'d').exists()
     r = subprocess.run([sys.executable, str(ROOT/'scripts'/'get_data.py')], capture_output=True, text=True, env={**env, 'HF_HUB_OFFLINE': '1'}, timeout=60)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'HF_HUB_OFFLINE' in r.stderr
+
+def test_changed_upstream_schema_is_one_line(tmp_path, monkeypatch, capsys):
+    "A source row without a field the layout needs: exit status 1, one line naming the file and the field; nothing written."
+    pytest.importorskip('datasets', reason='`make data` needs the datasets package')
+    monkeypatch.setattr(gd, 'reachable', lambda *a: None)
+    monkeypatch.setattr(gd, 'hub_rows', lambda name: [{'problem': 'p', 'answer': '1'}])  # MATH-500 without unique_id, level
+    assert gd.main(['--out', str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["make data: math500: KeyError: 'unique_id'"] and not list(tmp_path.iterdir())
