@@ -1,5 +1,5 @@
 """Difficulty scoring (staged_rl.scoring): stopping rules, the store, resume after a kill, adaptive mode."""
-import importlib.util, itertools, json, random
+import itertools, json, random
 from pathlib import Path
 import pytest
 from staged_rl.config import ROLES, FilterConfig, load_config
@@ -217,11 +217,7 @@ def test_cmd_score_with_fakes(tmp_path, capsys, monkeypatch):
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])['counts']
     assert counts['unscored'] == {'math': 0, 'code': 0}
 
-# ---- the smoke ladder with the real verifiers (needs staged_rl.tiny and staged_rl.rewards) ---------------------------
-needs_world = pytest.mark.skipif(importlib.util.find_spec('staged_rl.tiny') is None or importlib.util.find_spec('staged_rl.rewards') is None,
-                                 reason='staged_rl.tiny / staged_rl.rewards not available yet')
-
-@needs_world
+# ---- the smoke ladder with the real verifiers ------------------------------------------------------------------------
 def test_adaptive_on_smoke_ladder(tmp_path):
     from staged_rl.filtering import load_pool
     base = [f'output.dir={tmp_path}', 'rewards.workers=2', 'scoring.sampling.max_new_tokens=32']
@@ -233,4 +229,24 @@ def test_adaptive_on_smoke_ladder(tmp_path):
     s = summarize(ad, len(pool), acfg.scoring.k, list(ROLES))
     agree = compare_levels(pool, rates_from_records(fixed), rates_from_records(ad), cfg.filtering)
     print('smoke ladder: saved', s['saved'], 'of', s['budget'], 'rollouts; agreement', agree)
-    assert s['saved'] > 0 and agree['problems'] == len(pool) and agree['identical'] is not None
+    assert s['budget'] == len(pool) * len(ROLES) * acfg.scoring.k and s['saved'] > 0 and s['rollouts'] + s['saved'] == s['budget']
+    assert compare_levels(pool, rates_from_records(fixed), rates_from_records(fixed), cfg.filtering) == \
+        {'problems': len(pool), 'identical': 1.0, 'level1': 1.0, 'level2': 1.0, 'level3': 1.0, 'discarded': 1.0}
+    assert agree['problems'] == len(pool) and abs(agree['identical'] * len(pool) - round(agree['identical'] * len(pool))) < 1e-2  # k of 12
+    # identical level sets agree on every level and on discarding: no per-level agreement can be below the overall one
+    assert all(agree[k] >= agree['identical'] for k in ('level1', 'level2', 'level3', 'discarded')), agree
+
+def test_compare_levels_values():
+    "Hand-made rates: which problems keep the same level set, per level and for discarding (levels by the paper's rules)."
+    pool = [Problem(i, 'math', f"problem {i}", '1') for i in 'abcde']
+    full = dict(small=0.0, medium=0.0, large=0.0, strongest=1.0)
+    a = {'a': {**full, 'small': 0.5, 'medium': 0.5},  # {1, 2, 3}
+         'b': {**full, 'medium': 1.0},                  # {2, 3}
+         'c': {**full, 'strongest': 0.0},               # discarded
+         'd': {**full, 'strongest': 0.5},               # {3}
+         'e': full}                                     # only in the first table: not compared
+    b = {**a, 'b': {**full, 'small': 0.5, 'medium': 1.0},  # {1, 3}: levels 1 and 2 differ
+         'c': {**full, 'strongest': 0.25}}                 # {3}: level 3 and discarding differ
+    del b['e']
+    assert compare_levels(pool, a, b) == {'problems': 4, 'identical': 0.5, 'level1': 0.75, 'level2': 0.75, 'level3': 0.75, 'discarded': 0.75}
+    assert compare_levels(pool, a, a)['identical'] == 1.0 and compare_levels(pool, a, {}) == {'problems': 0, 'identical': None}
