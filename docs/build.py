@@ -90,6 +90,14 @@ def clamp_headings(md:str, last:int) -> tuple:
         lines[i], last = '#' * new + lines[i][lv:], new
     return '\n'.join(lines), last
 
+def source_under_heading(md:str) -> str:
+    "nbdev's `[source](url)` line comes before the entry's heading (Quarto floats it right of it): put it under the heading."
+    m = re.match(r'\s*(\[source\]\([^)]+\))[^\n]*\n+', md)
+    if not m: return md
+    rest = md[m.end():]
+    head, nl, body = rest.partition('\n')
+    return head + '\n\n' + m.group(1) + '\n' + nl + body if _HEADING.match(head) else md
+
 def is_show_doc(cell) -> bool:
     "A cell nbdev turned into `show_doc` output (`#| output: asis`, `#| echo: false`)."
     return cell['cell_type'] == 'code' and '#| output: asis' in ''.join(cell['source'])
@@ -113,6 +121,7 @@ def convert_nb(nb:dict, page:Path, pages:dict, host:re.Pattern, nbs:Path) -> dic
         if is_show_doc(c):
             md = ''.join(next((''.join(o['data']['text/markdown']) for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})), ''))
             md = re.sub(r'^\s*---\s*\n', '', md)  # nbdev's rule above each entry: the heading separates them
+            md = source_under_heading(md)
             md, last = clamp_headings(md, last)  # on a page without `##` sections the `###` entries become `##`
             cells.append({'cell_type': 'markdown', 'metadata': {}, 'source': rewrite_markdown(md, page, pages, host, nbs)})
             continue

@@ -123,3 +123,5 @@ def test_headings():
     md, last = build.clamp_headings('### Class\n\n```\n# not a heading\n```\n#### Class.method', 1)
     assert md == '## Class\n\n```\n# not a heading\n```\n### Class.method' and last == 3
     assert build.clamp_headings('## a\n### b', 2) == ('## a\n### b', 3)
+    md = '[source](https://x/m.py#L3){target="_blank"}\n\n### f\n\n*Doc.*'
+    assert build.source_under_heading(md).startswith('### f\n\n[source](https://x/m.py#L3)\n'), build.source_under_heading(md)
