@@ -1,6 +1,8 @@
 """Build the documentation site into `_docs/`.
 
-With `quarto` on the PATH this is nbdev's own `nbdev_docs`. Without it (these CPU machines: Quarto cannot be
+With `quarto` on the PATH these are the steps of nbdev's `nbdev_docs` (preprocessing, `quarto render` in `_proc/`),
+plus one: files the pages link outside nbs/ (`../results/...`, the published figures) are copied into the Quarto
+project, since Quarto copies no resource from outside it; README.md comes from `make readme`. Without Quarto (these CPU machines: Quarto cannot be
 installed offline) the same notebooks go through nbdev's preprocessing (`_proc/`: show_doc output, cross-links,
 front matter) and then Sphinx with MyST-NB and the book theme, offline, warnings as errors:
 
@@ -17,7 +19,7 @@ DOCS = ROOT/'docs'
 SRC = ROOT/'_docs_build'/'src'  # the Sphinx source tree made from _proc/ (gitignored)
 DOCTREES = ROOT/'_docs_build'/'doctrees'
 HTML = ROOT/'_docs_build'/'html'  # Sphinx writes here (MyST-NB puts its jupyter_execute/ beside it), then it moves to _docs/
-ASSETS = '_repo'  # files outside nbs/ that pages link (the published figures), copied under SRC/_repo/
+ASSETS = 'site-assets'  # files outside nbs/ that pages link (the published figures), copied into the site's source
 
 def settings() -> dict:
     "The `[DEFAULT]` section of settings.ini."
@@ -46,30 +48,33 @@ def doc_host_re(cfg) -> re.Pattern:
 _SRC_ATTRS = re.compile(r'(\[source\]\([^)]+\))\{[^}]*\}')  # nbdev's `[source](url){target=... style=...}`
 _MD_LINK = re.compile(r'(!?\[[^\]]*\]\()([^)\s]+)(\))')
 
+def copy_outside_files(md:str, page:Path, nbs:Path, dest_root:Path) -> str:
+    "Files a page links outside nbs/ (`../results/...`: the published figures) are copied under `dest_root/ASSETS/`."
+    def _local(m):
+        url = m.group(2)
+        if re.match(r'^[a-z][a-z0-9+.-]*:|^#|^/', url): return m.group(0)
+        path, _, frag = url.partition('#')
+        src = (nbs/page.parent/path).resolve()
+        try: src.relative_to(nbs.resolve()); return m.group(0)  # inside nbs/: the generator resolves it
+        except ValueError: pass
+        try: rel = src.relative_to(ROOT)
+        except ValueError: return m.group(0)
+        if not src.is_file(): return m.group(0)
+        dest = dest_root/ASSETS/rel
+        dest.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, dest)
+        new = Path(*(['..'] * len(page.parent.parts)), ASSETS, rel).as_posix()
+        return m.group(1) + new + ('#' + frag if frag else '') + m.group(3)
+    return _MD_LINK.sub(_local, md)
+
 def rewrite_markdown(md:str, page:Path, pages:dict, host:re.Pattern, nbs:Path) -> str:
-    "Site links become relative links to the notebooks; files outside nbs/ are copied under `_repo/`."
+    "nbdev's links to the published site become relative links to the notebooks; outside files are copied in."
     md = _SRC_ATTRS.sub(r'\1', md)
     def _site(m):
         target = pages.get(m.group(1))
         if target is None: return m.group(0)  # not one of our pages: leave it, the link check reports it
         rel = Path(*(['..'] * (len(page.parent.parts)))) / target if page.parent.parts else Path(target)
         return rel.as_posix() + (m.group(2) or '')
-    md = host.sub(_site, md)
-    def _local(m):
-        url = m.group(2)
-        if re.match(r'^[a-z][a-z0-9+.-]*:|^#|^/', url): return m.group(0)
-        path, _, frag = url.partition('#')
-        src = (nbs/page.parent/path).resolve()
-        try: src.relative_to(nbs.resolve()); return m.group(0)  # inside nbs/: Sphinx resolves it
-        except ValueError: pass
-        try: rel = src.relative_to(ROOT)
-        except ValueError: return m.group(0)
-        if not src.is_file(): return m.group(0)
-        dest = SRC/ASSETS/rel
-        dest.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, dest)
-        new = Path(*(['..'] * len(page.parent.parts)), ASSETS, rel).as_posix()
-        return m.group(1) + new + ('#' + frag if frag else '') + m.group(3)
-    return _MD_LINK.sub(_local, md)
+    return copy_outside_files(host.sub(_site, md), page, nbs, SRC)
 
 _FENCE = re.compile(r'^(```|~~~)')
 _HEADING = re.compile(r'^(#{1,6})(\s)')
@@ -173,6 +178,7 @@ def stage(proc:Path, nbs:Path) -> list:
     cfg = settings()
     if SRC.exists(): shutil.rmtree(SRC)
     SRC.mkdir(parents=True)
+    if (proc/ASSETS).is_dir(): shutil.copytree(proc/ASSETS, SRC/ASSETS)  # left in _proc/ by a Quarto build
     nbpaths = sorted(p.relative_to(proc) for p in proc.rglob('*.ipynb')
                      if not any(part.startswith(('.', '_')) for part in p.relative_to(proc).parts)
                      and (nbs/p.relative_to(proc)).exists())  # _proc/ is a cache: a deleted notebook may linger there
@@ -190,6 +196,28 @@ def stage(proc:Path, nbs:Path) -> list:
         (SRC/p).write_text(json.dumps(new, indent=1, ensure_ascii=False), encoding='utf-8')
     return nbpaths
 
+def quarto(out:Path) -> int:
+    "What `nbdev_docs` does, plus one step: files the pages link outside nbs/ are copied into the Quarto project."
+    # Quarto copies no resource from outside its project (`_proc/`), so `../results/...` would break on the site.
+    from nbdev.quarto import refresh_quarto_yml, nbdev_sidebar
+    import nbdev.doclinks
+    refresh_quarto_yml(); nbdev.doclinks._build_modidx(); nbdev_sidebar.__wrapped__()
+    proc, nbs = proc_nbs(), ROOT/settings().get('nbs_path', 'nbs')
+    for p in proc.rglob('*.ipynb'):
+        rel = p.relative_to(proc)
+        if any(part.startswith(('.', '_')) for part in rel.parts): continue
+        nb, changed = json.loads(p.read_text(encoding='utf-8')), False
+        for c in nb['cells']:
+            if c['cell_type'] != 'markdown': continue
+            new = copy_outside_files(''.join(c['source']), rel, nbs, proc)
+            if new != ''.join(c['source']): c['source'], changed = new, True
+        if changed: p.write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding='utf-8')
+    r = subprocess.run(['quarto', 'render', '--no-cache'], cwd=proc).returncode
+    if r == 0:
+        if out.exists(): shutil.rmtree(out)
+        shutil.move(str(proc/out.name), str(out))
+    return r
+
 def sphinx(out:Path, quiet:bool=False) -> None:
     "sphinx-build -W (warnings are errors) from SRC into `out`."
     cmd = [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-b', 'html', '-c', str(DOCS), '-d', str(DOCTREES),
@@ -203,8 +231,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     cfg = settings()
     out = ROOT/cfg.get('doc_path', '_docs')
-    if shutil.which('quarto') and not a.sphinx:
-        return subprocess.run(['nbdev_docs'], cwd=ROOT).returncode
+    if shutil.which('quarto') and not a.sphinx: return quarto(out)  # nbdev_docs' steps (README: `make readme`)
     t0 = time.time()
     proc = proc_nbs()
     t1 = time.time()

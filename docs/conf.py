@@ -13,7 +13,7 @@ release = version = _s['version']
 
 extensions = ['myst_nb', 'sphinx-mathjax-offline']  # MathJax 3 from the PyPI package, copied into _static/: no CDN
 root_doc = 'index'
-exclude_patterns = ['_repo/**', '**/.ipynb_checkpoints']
+exclude_patterns = ['site-assets/**', '**/.ipynb_checkpoints']
 
 # Notebooks are rendered with their saved outputs: nothing is executed.
 nb_execution_mode = 'off'

@@ -113,8 +113,8 @@ def test_site_links_become_notebook_links(tmp_path, monkeypatch):
     md = f"[`HFEngine`]({base}/rollout.html#hfengine.generate) and ![fig](../../results/tiny-cpu/02_difficulty_ablation/fig1_difficulty_ablation.png)"
     out = build.rewrite_markdown(md, Path('experiments/x.ipynb'), pages, host, NBS)
     assert '](../05_rollout.ipynb#hfengine.generate)' in out, out
-    assert '](../_repo/results/tiny-cpu/02_difficulty_ablation/fig1_difficulty_ablation.png)' in out, out
-    assert (tmp_path/'_repo/results/tiny-cpu/02_difficulty_ablation/fig1_difficulty_ablation.png').exists()
+    assert '](../site-assets/results/tiny-cpu/02_difficulty_ablation/fig1_difficulty_ablation.png)' in out, out
+    assert (tmp_path/'site-assets/results/tiny-cpu/02_difficulty_ablation/fig1_difficulty_ablation.png').exists()
 
 def test_headings():
     "Pandoc's anchors (as nbdev links them) and headings that skip a level moved up."
