@@ -239,7 +239,8 @@ def main(argv=None) -> int:
     if HTML.exists(): shutil.rmtree(HTML)
     try: sphinx(HTML, a.quiet)
     except subprocess.CalledProcessError as e:
-        print(f"docs: sphinx-build failed (exit {e.returncode}); the warnings above name the notebook and cell", file=sys.stderr)
+        print(f"docs: sphinx-build failed (exit {e.returncode}): see the warnings above; {SRC.relative_to(ROOT)}/ mirrors nbs/, "
+              "and `file.ipynb:NNNLLLL` is cell NNN (of the processed notebook), line LLLL", file=sys.stderr)
         return 1
     if out.exists(): shutil.rmtree(out)
     shutil.move(str(HTML), str(out))
