@@ -7,14 +7,19 @@
 - docs/check_links.py finds a missing file and a missing anchor; docs/build.py maps nbdev's site links to notebooks,
   makes Pandoc's heading anchors and moves skipped heading levels up.
 """
-import ast, json, re, sys
+import ast, importlib.util, json, re
 from pathlib import Path
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT/'nbs'
-sys.path.insert(0, str(ROOT/'docs'))
-import build, check_links, nbdev_sphinx, strip_widgets  # noqa: E402
+
+def _docs_module(name:str):
+    "A script of docs/, loaded from its file (`build` would otherwise be PyPA's `build` package if that was imported)."
+    spec = importlib.util.spec_from_file_location(f'staged_rl_docs_{name}', ROOT/'docs'/f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+build, check_links, nbdev_sphinx, strip_widgets = map(_docs_module, ('build', 'check_links', 'nbdev_sphinx', 'strip_widgets'))
 
 NOTEBOOKS = sorted(p for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
 EXPORT = re.compile(r'^#\|\s*(export|exports|exporti|exec_doc)\b', re.M)
