@@ -2,7 +2,7 @@
 PY ?= python3
 SHELL := /bin/bash
 
-.PHONY: install test test-nbs test-py data reproduce sync-check readme docs clean
+.PHONY: install test test-nbs test-py data reproduce sync-check readme docs docs-check chromium clean
 
 # CPU machines: install the CPU torch wheel first, so that nothing pulls GBs of CUDA wheels.
 # GPU boxes: install torch for your CUDA yourself, then `pip install -e ".[dev,vllm]"` (see README).
@@ -33,17 +33,33 @@ reproduce: install
 # Fails when the library or the notebooks are not what nbdev_export / nbdev_clean would make them.
 sync-check:
 	nbdev_export
+	$(PY) docs/strip_widgets.py
 	nbdev_clean
 	@if [ -n "$$(git status --porcelain -- staged_rl nbs)" ]; then \
 	  echo "Notebooks and library are not in sync (or notebooks are not clean):"; git status --porcelain -- staged_rl nbs; git diff --stat; exit 1; fi
 
 # README.md comes from nbs/index.ipynb: through Quarto (nbdev_readme) where it is installed, else nbconvert.
+# The notebook links files from nbs/ (`../results/...`); README.md sits one folder up, so `](../` becomes `](`.
 readme:
 	@if command -v quarto >/dev/null 2>&1; then nbdev_readme; else \
 	  jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN; fi
+	sed -i -E 's#\]\(\.\./#](#g' README.md
 
+# The documentation site in _docs/: nbdev_docs (Quarto) where quarto is installed, else nbdev's preprocessing +
+# Sphinx/MyST-NB with warnings as errors (docs/build.py; the README says why and what differs). Executes no notebook.
 docs:
-	nbdev_docs
+	$(PY) docs/build.py --quiet
+
+# Every local link and anchor of _docs/ resolves; three pages render in headless Chromium (screenshots in _docs_check/).
+docs-check: chromium
+	$(PY) docs/check_links.py _docs
+	$(PY) docs/check_browser.py --site _docs --out _docs_check
+
+# Debian's chromium for the browser check (root: apt-get; elsewhere install it yourself or set $$CHROMIUM).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ] || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; } \
+	  || { echo "chromium is not installed (apt-get install chromium) and could not be installed here"; exit 1; }
 
 clean:
-	rm -rf _docs _proc .pytest_cache
+	rm -rf _docs _proc _docs_build _docs_check .pytest_cache
