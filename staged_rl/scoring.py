@@ -35,7 +35,7 @@ def _classes(t:float) -> tuple[list, list]:
     return rates + [1.0], cuts + ['full']
 
 def _class_rate(rate:float, t:float) -> float:
-    "The representative of `rate`'s class (see `_classes`)."
+    "The representative of `rate`'s class (see _classes)."
     return 0.0 if rate == 0 else 1.0 if rate == 1 else t / 2 if rate <= t else (1 + t) / 2
 
 def _outcomes(role:str, rate, known:dict, domain:str, f:FilterConfig) -> list:

@@ -66,3 +66,47 @@ def test_two_processes_take_the_one_process_step(tmp_path):
     got = torch.load(tmp_path/'out.pt')
     assert got['stats']['tokens'] == stats1['tokens']  # the global token count
     for a, b in zip(want, got['grads']): torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
+
+EVAL_SCRIPT = r'''
+import json, sys, torch
+sys.path.insert(0, {tests!r})
+from test_distributed import eval_setup
+from accelerate import Accelerator
+from staged_rl.trainer import evaluate
+acc = Accelerator(cpu=True)
+model, tok, cfg, reward = eval_setup({folder!r})
+flat = evaluate(model, tok, cfg, acc=acc, reward_fn=reward)
+print('RANK', acc.process_index, json.dumps(flat, sort_keys=True))
+'''
+
+def eval_setup(folder):
+    "A toy model, an evaluation set of 5 problems (an odd number: the shards differ in size) and a reward known per problem."
+    from staged_rl.config import load_config
+    from staged_rl.data import Problem, save_problems
+    from staged_rl.rollout import toy_lm
+    torch.manual_seed(0)
+    model, tok = toy_lm(seed=1, eos_bias=3.0)
+    path = Path(folder)/'eval.jsonl'
+    save_problems([Problem(f'p{i}', 'math', f'What is {i} + 1?', str(i + 1)) for i in range(5)], path)
+    cfg = load_config('smoke', [f'eval.sets=[{{name: toy, source: {path}, k: 3}}]', 'eval.sampling.max_new_tokens=6'])
+    reward = lambda problems, responses: [float(p.id in ('p0', 'p3', 'p4')) for p in problems]  # 3 of 5 problems solved
+    return model, tok, cfg, reward
+
+def test_sharded_evaluation_covers_every_problem_once(tmp_path):
+    "Two processes each evaluate their share; both end with the metrics of all 5 problems, as one process does."
+    if shutil.which('torchrun') is None: pytest.skip('torchrun not found')
+    from staged_rl.trainer import evaluate
+    model, tok, cfg, reward = eval_setup(tmp_path)
+    one = evaluate(model, tok, cfg, reward_fn=reward)
+    assert one['eval/toy/pass@1'] == pytest.approx(0.6) and one['eval/toy/pass@1_std'] == 0
+    script = tmp_path/'ev.py'
+    script.write_text(EVAL_SCRIPT.format(tests=str(Path(__file__).parent), folder=str(tmp_path)))
+    env = {**os.environ, 'OMP_NUM_THREADS': '1',
+           'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
+    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', '29518', str(script)], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ranks = dict(l.split(' ', 2)[1:] for l in p.stdout.splitlines() if l.startswith('RANK'))
+    assert set(ranks) == {'0', '1'}
+    r0, r1 = json.loads(ranks['0']), json.loads(ranks['1'])
+    assert r0 == r1  # every process holds the same metrics
+    assert r0['eval/toy/pass@1'] == pytest.approx(0.6)  # all 5 problems, each once (a lost shard or a duplicate would move it)
