@@ -223,8 +223,8 @@ def default_engine_factory(cfg):
     def make(role, spec):
         from staged_rl.config import get_device
         if cfg.model.engine == 'vllm':
-            from staged_rl.rollout import VLLMEngine
-            eng = VLLMEngine(_model_path(spec, cfg), dtype=cfg.model.dtype)
+            from staged_rl.rollout import make_engine
+            eng = make_engine(cfg, model_path=_model_path(spec, cfg))  # `vllm` section; dtype auto = cfg.model.dtype
             return eng, eng.tokenizer, lambda: _free(eng, 'llm')
         from staged_rl.rollout import HFEngine
         model, tok = load_ladder_model(spec, cfg, str(get_device(cfg.model.device)), cfg.model.dtype)

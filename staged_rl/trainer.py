@@ -425,8 +425,8 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         saved = load_trainer_state(ckpt)
         optimizer.load_state_dict(saved['optimizer']); scheduler.load_state_dict(saved['scheduler']); state = saved['state']
     policy, optimizer = acc.prepare(policy, optimizer)
-    engine = make_engine(cfg.model.engine, acc.unwrap_model(policy), tok,  # vLLM loads the weights from the folder
-                         **({'model_name_or_path': str(ckpt/'policy') if ckpt else resolve_model(cfg.model.policy, cfg)} if cfg.model.engine == 'vllm' else {}))
+    engine = make_engine(cfg, acc.unwrap_model(policy), tok, rank=acc.process_index, world_size=acc.num_processes,  # vLLM: one engine per rank,
+                         model_path=(str(ckpt/'policy') if ckpt else resolve_model(cfg.model.policy, cfg)) if cfg.model.engine == 'vllm' else None)  # loaded from the folder
     metrics, history = JsonlLog(out/'metrics.jsonl', main), JsonlLog(out/'pass_history.jsonl', main)
     if ckpt: metrics.keep_until(state.step); history.keep_until(state.step)
     else: metrics.reset(); history.reset()
@@ -465,8 +465,9 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         if mbs or acc.num_processes > 1:  # every process joins the gradient all-reduce, even with nothing to train on
             torch.manual_seed(derive_seed(cfg.seed, 'update', state.step))
             ent_coef = cfg.grpo.entropy_coef if stage.entropy_coef is None else stage.entropy_coef
+            engine.sleep()  # vLLM sleep mode frees its GPU memory for the update (no-op where unsupported)
             stats = policy_update(policy, ref, optimizer, scheduler, mbs, cfg, ent_coef, acc)
-            engine.sync_weights(acc.unwrap_model(policy))
+            engine.wake(); engine.sync_weights(acc.unwrap_model(policy))  # full parameters (see the rollout notebook for FSDP)
         state.step, state.stage_step = state.step + 1, state.stage_step + 1
         t_update = time.perf_counter() - t0
         # --- 6. log, evaluate, end the stage, checkpoint
