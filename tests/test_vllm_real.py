@@ -120,6 +120,42 @@ def test_sleep_and_wake_are_noops_on_cpu(world):
     assert len(eng.generate(P[:1], 1, SamplingParams(max_new_tokens=2))[0]) == 1
 
 
+RANK_SCRIPT = """
+import os, sys, json, torch, torch.distributed as dist
+dist.init_process_group('gloo')
+rank, ws = dist.get_rank(), dist.get_world_size()
+from staged_rl.config import VLLMConfig
+from staged_rl.rollout import make_engine, HFEngine, SamplingParams
+from transformers import AutoModelForCausalLM, AutoTokenizer
+path = sys.argv[1]
+tok, pol = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+eng = make_engine('vllm', pol, tok, model_path=path, rank=rank, world_size=ws, gpu_memory_utilization=0.05,
+                  max_model_len=256, max_num_batched_tokens=4096, enforce_eager=True)
+vc = eng.llm.llm_engine.vllm_config
+with torch.no_grad():
+    for p in pol.parameters(): p.add_(0.02 * (rank + 1) * torch.randn_like(p))  # each rank its own policy
+eng.sync_weights(pol)
+P = [[5, 6, 7, 8], [9, 10, 11]]
+diff = max(abs(a - b) for x, y in zip(eng.prompt_logprobs(P), HFEngine(pol, tok).prompt_logprobs(P)) for a, b in zip(x, y))
+print('RESULT', json.dumps(dict(rank=rank, backend=vc.parallel_config.distributed_executor_backend, seed=vc.model_config.seed,
+                                diff=diff)), flush=True)
+dist.barrier()
+"""
+
+
+def test_one_engine_per_rank_with_external_launcher(world, tmp_path):
+    "torchrun with 2 processes (gloo): each rank builds its own engine (external_launcher, seed + rank) and syncs its own policy."
+    script = tmp_path/'ranks.py'
+    script.write_text(RANK_SCRIPT)
+    env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', str(script), str(world['dir'])],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
+    res = sorted((json.loads(l.split('RESULT ', 1)[1]) for l in r.stdout.splitlines() if 'RESULT ' in l), key=lambda d: d['rank'])
+    assert [d['rank'] for d in res] == [0, 1] and {d['backend'] for d in res} == {'external_launcher'}
+    assert [d['seed'] for d in res] == [0, 1] and all(d['diff'] < 1e-4 for d in res)
+
+
 def write_levels(folder: Path, n_math=8, n_code=4):
     "Level 2 and 3 files from the tiny pools (what `staged-rl filter` would write)."
     from staged_rl.data import load_problems, save_problems, level_path
@@ -134,6 +170,7 @@ def _cli(*args, timeout=600):
     env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
     r = subprocess.run([sys.executable, '-m', 'staged_rl.cli', *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"staged-rl {' '.join(args)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
+    assert 'Starting to load model' in r.stdout + r.stderr, 'vLLM was not used'  # vLLM's own log line
     return r
 
 
