@@ -262,7 +262,7 @@ class VLLMConfig:
     enable_sleep_mode: bool = False  # free vLLM's GPU memory during the update (CUDA/ROCm/XPU only)
     max_num_batched_tokens: typing.Optional[int] = None  # tokens per scheduler step (chunked prefill); None: vLLM's default
     enforce_eager: bool = False  # no CUDA graphs: slower decoding, faster start and less memory
-    seed: int = 0  # vLLM's own seed (unseeded requests); each rank adds its rank
+    seed: int = 0  # vLLM's own seed (unseeded requests); engine k (rank // tensor_parallel_size) uses seed + k
     extra: dict = field(default_factory=dict)  # more `vllm.LLM` keyword arguments, passed through
     def __post_init__(self):
         _check(0 < self.gpu_memory_utilization <= 1, 'gpu_memory_utilization', self.gpu_memory_utilization, 'a float in (0, 1]')
