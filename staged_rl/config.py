@@ -5,6 +5,7 @@
 # %% ../nbs/00_config.ipynb #5b370fd6
 from __future__ import annotations
 import copy, hashlib, json, os, sys, types, typing
+import numpy as np
 from dataclasses import dataclass, field, fields, is_dataclass, asdict, MISSING
 from pathlib import Path
 import yaml
@@ -12,8 +13,8 @@ import yaml
 # %% auto #0
 __all__ = ['ROLES', 'PRESETS', 'ConfigError', 'ModelConfig', 'LadderConfig', 'TinyConfig', 'DataConfig', 'SamplingConfig',
            'GRPOConfig', 'DataSource', 'PlateauConfig', 'StageConfig', 'EvalSet', 'EvalConfig', 'RewardsConfig',
-           'ScoringConfig', 'FilterConfig', 'OutputConfig', 'Config', 'from_dict', 'apply_override', 'config_data',
-           'load_config', 'get_device', 'derive_seed', 'seed_everything', 'cmd_config']
+           'ScoringConfig', 'FilterConfig', 'OutputConfig', 'VLLMConfig', 'Config', 'from_dict', 'apply_override',
+           'config_data', 'load_config', 'get_device', 'derive_seed', 'seed_everything', 'cmd_config']
 
 # %% ../nbs/00_config.ipynb #449eedd6
 class ConfigError(ValueError):
@@ -254,6 +255,35 @@ class OutputConfig:
                self.log_with, 'a list drawn from tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive')
         _check(self.collective_timeout_s >= 60, 'collective_timeout_s', self.collective_timeout_s, 'an int >= 60 (seconds)')
 
+# %% ../nbs/00_config.ipynb #46e387aa
+_VLLM_FIELDS = ('gpu_memory_utilization', 'max_model_len', 'tensor_parallel_size', 'dtype', 'enable_prefix_caching',
+                'enable_sleep_mode', 'max_num_batched_tokens', 'enforce_eager', 'seed')
+
+@dataclass
+class VLLMConfig:
+    "How the vLLM engine is built (`vllm.LLM` arguments); used when `model.engine` is `vllm`."
+    gpu_memory_utilization: float = 0.3  # share of the GPU for vLLM (weights + KV cache); the rest trains. CPU backend: share of RAM for the KV cache
+    max_model_len: typing.Optional[int] = None  # longest prompt + response in tokens; None: the model's own limit
+    tensor_parallel_size: int = 1  # GPUs per engine; 1 = one engine per training rank (colocated)
+    dtype: str = 'auto'  # auto (= the policy's dtype) | float32 | bfloat16 | float16
+    enable_prefix_caching: bool = True  # the n samples of a prompt (and repeated prompts) share its KV cache
+    enable_sleep_mode: bool = False  # free vLLM's GPU memory during the update (CUDA/ROCm/XPU only)
+    max_num_batched_tokens: typing.Optional[int] = None  # tokens per scheduler step (chunked prefill); None: vLLM's default
+    enforce_eager: bool = False  # no CUDA graphs: slower decoding, faster start and less memory
+    seed: int = 0  # vLLM's own seed (unseeded requests); engine k (rank // tensor_parallel_size) uses seed + k
+    extra: dict = field(default_factory=dict)  # more `vllm.LLM` keyword arguments, passed through
+    def __post_init__(self):
+        _check(0 < self.gpu_memory_utilization <= 1, 'gpu_memory_utilization', self.gpu_memory_utilization, 'a float in (0, 1]')
+        _check(self.max_model_len is None or self.max_model_len >= 1, 'max_model_len', self.max_model_len, 'an int >= 1 or null')
+        _check(self.tensor_parallel_size >= 1, 'tensor_parallel_size', self.tensor_parallel_size, 'an int >= 1')
+        _check(self.dtype in ('auto', 'float32', 'bfloat16', 'float16'), 'dtype', self.dtype, 'auto, float32, bfloat16, float16')
+        _check(self.max_num_batched_tokens is None or self.max_num_batched_tokens >= 1, 'max_num_batched_tokens',
+               self.max_num_batched_tokens, 'an int >= 1 or null')
+        _check(isinstance(self.extra, dict) and all(isinstance(k, str) for k in self.extra), 'extra', self.extra,
+               'a mapping of vllm.LLM keyword arguments')
+        clash = [k for k in self.extra if k in _VLLM_FIELDS or k == 'model']
+        _check(not clash, 'extra', self.extra, f"keys other than {', '.join(('model',) + _VLLM_FIELDS)} (set those fields directly)")
+
 # %% ../nbs/00_config.ipynb #453953ce
 @dataclass
 class Config:
@@ -271,6 +301,7 @@ class Config:
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     filtering: FilterConfig = field(default_factory=FilterConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     def __post_init__(self):
         _check(len(self.stages) > 0, 'stages', self.stages, 'at least one stage')
@@ -337,7 +368,8 @@ PRESETS = {
     'smoke': {  # seconds-scale: exercises every code path for tests
         'name': 'smoke', 'seed': 0,
         'tiny': {'n_math': 48, 'n_code': 24, 'n_heldout': 16, 'cache_dir': '~/.cache/staged_rl/tiny-smoke',
-                 'sft_steps': [150, 300, 600, 900], 'hidden_sizes': [32, 32, 32, 32], 'n_layers': [2, 2, 2, 2],
+                 'sft_steps': [150, 300, 600, 900], 'hidden_sizes': [64, 64, 64, 64],  # head size 32: vLLM runs them too
+                 'n_layers': [2, 2, 2, 2],
                  'max_math_steps': 3, 'max_code_steps': 2, 'max_digits': 1, 'sft_problems': 4000, 'sft_batch': 8, 'sft_lr': 5e-3},
         'sampling': {'max_new_tokens': 48},
         'grpo': {'lr': 1e-4, 'n_samples': 4, 'batch_prompts': 4, 'micro_batch': 16, 'entropy_coef': 0.001},
@@ -347,6 +379,7 @@ PRESETS = {
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 2, 'limit': 4}],
                  'sampling': {'max_new_tokens': 64}, 'every': 2},
         'scoring': {'k': 4, 'round_size': 2, 'sampling': {'max_new_tokens': 48}},
+        'vllm': {'gpu_memory_utilization': 0.05, 'max_model_len': 512, 'max_num_batched_tokens': 8192, 'enforce_eager': True},  # small KV cache; prompts of a batch fit one scheduler step
         'output': {'dir': 'runs/smoke', 'save_every': 1},
     },
     'tiny-cpu': {  # the CPU reproduction: minutes per experiment on 2 cores
@@ -378,6 +411,8 @@ PRESETS = {
                  'sampling': {'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768}, 'every': 20},
         'rewards': {'workers': 16},
         'scoring': {'k': 16, 'sampling': {'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768}},
+        'vllm': {'gpu_memory_utilization': 0.35, 'max_model_len': 33792, 'dtype': 'bfloat16', 'enable_sleep_mode': True,  # arithmetic: nbs/05_rollout.ipynb
+                 'max_num_batched_tokens': 16384, 'enable_prefix_caching': True},
         'output': {'dir': 'runs/paper-1.5b', 'save_every': 20},
     },
 }
@@ -475,7 +510,6 @@ def derive_seed(seed:int, # the run's seed (`cfg.seed`, or `cfg.filtering.seed`)
                 *keys:int|str, # which draw of it: step, round, rank, a problem id...
                ) -> int:
     "A 31-bit seed determined by the run seed, a purpose and keys (the one seed derivation of the package)."
-    import numpy as np
     p = _PURPOSES[purpose] if purpose in _PURPOSES else _word(str(purpose))
     return int(np.random.SeedSequence([_word(seed), p, *map(_word, keys)]).generate_state(1)[0]) & 0x7FFFFFFF
 

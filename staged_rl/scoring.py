@@ -12,7 +12,7 @@ from .data import Problem, prompt_ids, cfg_levels_dir
 from .filtering import assign_levels, levels_for_pool, load_pool, problem_rng, build_levels, format_counts
 from .models import load_model, resolve_model
 from .rewards import grade, rewards_signature
-from .rollout import SamplingParams, HFEngine, VLLMEngine
+from .rollout import SamplingParams, HFEngine, make_engine
 
 # %% auto #0
 __all__ = ['ADAPTIVE_ORDER', 'SCORES_FILE', 'needed_fact', 'settled', 'adaptive_levels', 'scores_path', 'role_signatures',
@@ -231,7 +231,7 @@ def default_engine_factory(cfg):
     "`(role, spec) -> (engine, tokenizer, close)` loading one ladder model with `cfg.model`'s device, dtype and engine."
     def make(role, spec):
         if cfg.model.engine == 'vllm':
-            eng = VLLMEngine(resolve_model(spec, cfg), dtype=cfg.model.dtype)  # vLLM loads by path
+            eng = make_engine(cfg, model_path=resolve_model(spec, cfg))  # the `vllm` section; dtype auto = cfg.model.dtype
             return eng, eng.tokenizer, lambda: _free(eng, 'llm')
         model, tok = load_model(spec, cfg, str(get_device(cfg.model.device)), cfg.model.dtype)
         eng = HFEngine(model, tok)

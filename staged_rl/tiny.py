@@ -155,7 +155,7 @@ def train_tokenizer(texts:list[str], # corpus: prompts and worked solutions
 
 # %% ../nbs/04_tiny.ipynb #a9dac225
 def make_model(tokenizer, # the tokenizer whose vocabulary the model uses
-               hidden:int, # hidden size (a multiple of 16)
+               hidden:int, # hidden size (a multiple of 32; >= 64 for a head size vLLM accepts)
                layers:int, # transformer blocks
                seed:int=0, # initialisation seed
                max_positions:int=1024, # longest prompt + response
@@ -163,7 +163,7 @@ def make_model(tokenizer, # the tokenizer whose vocabulary the model uses
     "A freshly initialised tiny `Qwen2ForCausalLM`."
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    heads = max(2, hidden//32)
+    heads = max(2, hidden//32)  # head size 32 from hidden 64 up: vLLM accepts 32, 64, 80, ... (hidden 32 gives 16: HF only)
     cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=3*hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
                       tie_word_embeddings=True, rope_theta=10000.0, bos_token_id=None,

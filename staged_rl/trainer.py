@@ -451,8 +451,8 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         saved = load_trainer_state(ckpt)
         optimizer.load_state_dict(saved['optimizer']); scheduler.load_state_dict(saved['scheduler']); state = saved['state']
     policy, optimizer = acc.prepare(policy, optimizer)
-    engine = make_engine(cfg.model.engine, acc.unwrap_model(policy), tok,  # vLLM loads the weights from the folder
-                         **({'model_name_or_path': str(ckpt/'policy') if ckpt else resolve_model(cfg.model.policy, cfg)} if cfg.model.engine == 'vllm' else {}))
+    engine = make_engine(cfg, acc.unwrap_model(policy), tok, rank=acc.process_index, world_size=acc.num_processes,  # vLLM: one engine per rank,
+                         model_path=(str(ckpt/'policy') if ckpt else resolve_model(cfg.model.policy, cfg)) if cfg.model.engine == 'vllm' else None)  # loaded from the folder
     metrics, history = JsonlLog(out/'metrics.jsonl', main), JsonlLog(out/'pass_history.jsonl', main)
     if ckpt: metrics.keep_until(state.step); history.keep_until(state.step)
     else: metrics.reset(); history.reset()
