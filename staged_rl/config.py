@@ -386,7 +386,7 @@ PRESETS = {
                   'gradient_checkpointing': True},
         'ladder': {'small': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B', 'medium': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-7B',
                    'large': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-32B', 'strongest': 'deepseek-ai/DeepSeek-R1'},
-        'data': {'pool': ['eurus-code']},  # code is scored by the ladder; math levels come released (AM-Math-Difficulty-RL)
+        'data': {'pool': ['PRIME-RL/Eurus-2-RL-Data:code']},  # code is scored by the ladder; math levels come released (AM-Math-Difficulty-RL)
         'sampling': {'temperature': 1.0, 'max_new_tokens': 16384},
         'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 4, 'kl_coef': 0.001, 'entropy_coef': 0.001},
         'stages': [_stage('stage1', [('a-m-team/AM-Math-Difficulty-RL:level2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
