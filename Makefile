@@ -2,7 +2,7 @@
 PY ?= python3
 SHELL := /bin/bash
 
-.PHONY: install test test-nbs test-py reproduce sync-check readme docs clean
+.PHONY: install test test-nbs test-py data reproduce sync-check readme docs clean
 
 # CPU machines: install the CPU torch wheel first, so that nothing pulls GBs of CUDA wheels.
 # GPU boxes: install torch for your CUDA yourself, then `pip install -e ".[dev,vllm]"` (see README).
@@ -20,6 +20,11 @@ test-nbs:
 
 test-py:
 	$(PY) -m pytest -q tests
+
+# Real benchmark files (MATH-500, AIME-2024, HumanEval, a Codeforces stdin sample) into data/, where the tests and
+# notebooks find them (STAGED_RL_DATA_DIR overrides); needs the internet and `datasets`, says so in one line otherwise.
+data:
+	$(PY) scripts/get_data.py --out data
 
 # The main job: the CPU reproduction of the paper's experiments (figures and tables under runs/tiny-cpu).
 reproduce: install

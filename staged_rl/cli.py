@@ -14,7 +14,7 @@ COMMANDS = {  # name: (module, function, one-line help)
     'config': ('staged_rl.config', 'cmd_config', 'print the resolved configuration (or the error)'),
     'ladder': ('staged_rl.tiny', 'cmd_ladder', 'build or reuse the tiny model ladder; print held-out accuracies'),
     'score': ('staged_rl.scoring', 'cmd_score', 'score pool problems with every ladder model (pass rates)'),
-    'filter': ('staged_rl.filtering', 'cmd_filter', 'write level files from the pass rates'),
+    'filter': ('staged_rl.scoring', 'cmd_filter', 'write level files from the pass rates'),
     'train': ('staged_rl.trainer', 'cmd_train', 'staged GRPO training (resumable)'),
     'eval': ('staged_rl.trainer', 'cmd_eval', 'evaluate a model: pass@1 averaged over k samples'),
     'reproduce': ('staged_rl.reproduce', 'cmd_reproduce', "run the paper's experiment notebooks with papermill"),

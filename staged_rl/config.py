@@ -4,8 +4,8 @@
 
 # %% ../nbs/00_config.ipynb #5b370fd6
 from __future__ import annotations
-import copy, datetime, json, os, sys, types, typing
-from dataclasses import dataclass, field, fields, is_dataclass, asdict
+import copy, datetime, hashlib, json, os, sys, types, typing
+from dataclasses import dataclass, field, fields, is_dataclass, asdict, MISSING
 from pathlib import Path
 import yaml
 
@@ -13,7 +13,7 @@ import yaml
 __all__ = ['ROLES', 'PRESETS', 'ConfigError', 'ModelConfig', 'LadderConfig', 'TinyConfig', 'DataConfig', 'SamplingConfig',
            'GRPOConfig', 'DataSource', 'PlateauConfig', 'StageConfig', 'EvalSet', 'EvalConfig', 'RewardsConfig',
            'ScoringConfig', 'FilterConfig', 'OutputConfig', 'Config', 'from_dict', 'apply_override', 'config_data',
-           'load_config', 'get_device', 'seed_everything', 'cmd_config']
+           'load_config', 'get_device', 'derive_seed', 'seed_everything', 'cmd_config']
 
 # %% ../nbs/00_config.ipynb #449eedd6
 class ConfigError(ValueError):
@@ -94,8 +94,8 @@ class DataConfig:
 
 @dataclass
 class SamplingConfig:
-    "How training rollouts are sampled."
-    temperature: float = 1.0  # on-policy RL samples at temperature 1
+    "How responses are sampled: temperature, nucleus mass, length (training, evaluation and scoring each hold one)."
+    temperature: float = 1.0  # on-policy RL samples at temperature 1; 0 is greedy
     top_p: float = 1.0  # nucleus sampling mass
     max_new_tokens: int = 256  # max response length; a stage can override it (paper: 16k, then 24k)
     def __post_init__(self):
@@ -110,7 +110,9 @@ class GRPOConfig:
     lr: float = 1e-6  # AdamW learning rate
     n_samples: int = 16  # rollouts per prompt: the GRPO group size
     batch_prompts: int = 128  # prompts per step; a step trains on batch_prompts * n_samples responses
-    micro_batch: int = 8  # responses per forward/backward (gradient accumulation)
+    micro_batch: int = 8  # at most this many responses per forward/backward (gradient accumulation)
+    max_tokens_per_micro_batch: typing.Optional[int] = None  # and at most this many (padded) tokens; None: no token budget
+    logit_chunk_tokens: int = 512  # tokens per chunk of LM-head logits in the loss (memory ~ 3 x chunk x vocab x 4 bytes)
     kl_coef: float = 0.001  # weight of the k3 KL penalty to the reference model (0 skips the reference)
     entropy_coef: float = 0.001  # weight of the entropy bonus; a stage can override it (paper stage 2: 0)
     clip_eps: float = 0.2  # PPO clip range; inert when updates_per_batch == 1 (ratio is 1)
@@ -124,7 +126,9 @@ class GRPOConfig:
     def __post_init__(self):
         _check(self.lr > 0, 'lr', self.lr, 'a float > 0')
         _check(self.n_samples >= 2, 'n_samples', self.n_samples, 'an int >= 2 (GRPO needs a group to compare)')
-        for n in ('batch_prompts', 'micro_batch', 'updates_per_batch'): _check(getattr(self, n) >= 1, n, getattr(self, n), 'an int >= 1')
+        _check(self.max_tokens_per_micro_batch is None or self.max_tokens_per_micro_batch >= 1, 'max_tokens_per_micro_batch',
+               self.max_tokens_per_micro_batch, 'an int >= 1 or null')
+        for n in ('batch_prompts', 'micro_batch', 'updates_per_batch', 'logit_chunk_tokens'): _check(getattr(self, n) >= 1, n, getattr(self, n), 'an int >= 1')
         for n in ('kl_coef', 'entropy_coef', 'weight_decay', 'warmup_steps', 'max_refill_rounds'):
             _check(getattr(self, n) >= 0, n, getattr(self, n), 'a value >= 0')
         _check(0 < self.clip_eps < 1, 'clip_eps', self.clip_eps, 'a float in (0, 1)')
@@ -197,14 +201,10 @@ class EvalSet:
 class EvalConfig:
     "Evaluation protocol (paper: temperature 0.6, top_p 0.95, 32k tokens)."
     sets: list[EvalSet] = field(default_factory=lambda: [EvalSet('math', 'tiny:math_heldout'), EvalSet('code', 'tiny:code_heldout')])
-    temperature: float = 0.6  # sampling temperature for evaluation
-    top_p: float = 0.95  # nucleus mass for evaluation
-    max_new_tokens: int = 32768  # max response length for evaluation
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.6, 0.95, 32768))  # the paper's evaluation protocol
     every: int = 10  # evaluate every N training steps (0: only at the start and the end)
+    final_sets: typing.Optional[list[EvalSet]] = None  # the sets of the final evaluation (after the last stage); None: `sets`
     def __post_init__(self):
-        _check(self.temperature >= 0, 'temperature', self.temperature, 'a float >= 0')
-        _check(0 < self.top_p <= 1, 'top_p', self.top_p, 'a float in (0, 1]')
-        _check(self.max_new_tokens >= 1, 'max_new_tokens', self.max_new_tokens, 'an int >= 1')
         _check(self.every >= 0, 'every', self.every, 'an int >= 0')
 
 # %% ../nbs/00_config.ipynb #96b3625e
@@ -215,18 +215,22 @@ class RewardsConfig:
     math_timeout_s: float = 5.0  # wall-clock bound for verifying one math answer
     code_timeout_s: float = 4.0  # wall-clock bound per code sample (all its test cases)
     code_memory_mb: int = 512  # address-space limit of the sandboxed program
+    code_packages: list = field(default_factory=lambda: ['sortedcontainers'])  # third-party modules solutions may import (as on LeetCode)
+    code_float_abs_tol: float = 1e-6  # stdin: absolute error allowed on an expected non-integer number
+    code_float_rel_tol: float = 1e-6  # stdin: relative error allowed on it (either suffices; both 0: exact text)
     def __post_init__(self):
         _check(self.workers >= 1, 'workers', self.workers, 'an int >= 1')
         for n in ('math_timeout_s', 'code_timeout_s', 'code_memory_mb'): _check(getattr(self, n) > 0, n, getattr(self, n), 'a value > 0')
+        for n in ('code_float_abs_tol', 'code_float_rel_tol'): _check(getattr(self, n) >= 0, n, getattr(self, n), 'a value >= 0')
+        _check(isinstance(self.code_packages, (list, tuple)) and all(isinstance(p, str) and p.isidentifier() for p in self.code_packages),
+               'code_packages', self.code_packages, 'a list of top-level module names')
 
 @dataclass
 class ScoringConfig:
     "Difficulty scoring: k samples of every pool problem under every ladder model."
     k: int = 16  # samples per (problem, model), as in the paper
     roles: list = field(default_factory=lambda: list(ROLES))  # ladder roles to score
-    temperature: float = 0.6  # sampling temperature while scoring
-    top_p: float = 0.95  # nucleus mass while scoring
-    max_new_tokens: int = 256  # response length while scoring
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.6, 0.95, 256))  # how the ladder samples while scoring
     adaptive: bool = False  # stop sampling a problem once its level-relevant outcome is settled
     round_size: int = 4  # with adaptive: samples per round
     batch_prompts: int = 32  # problems per generation call
@@ -255,7 +259,6 @@ class ScoringConfig:
         _check(self.base_url.startswith(('http://', 'https://')), 'base_url', self.base_url, 'an http(s):// URL')
         _check(all(r in ROLES for r in self.roles), 'roles', self.roles, f'a list drawn from {list(ROLES)}')
         _check(1 <= self.round_size <= self.k, 'round_size', self.round_size, 'an int in [1, k]')
-        _check(0 < self.top_p <= 1, 'top_p', self.top_p, 'a float in (0, 1]')
 
 @dataclass
 class FilterConfig:
@@ -274,10 +277,15 @@ class OutputConfig:
     dir: str = 'runs/default'  # the run folder
     save_every: int = 10  # checkpoint every N steps (0: only at stage ends)
     keep_last: int = 2  # checkpoints kept on disk
+    log_with: list = field(default_factory=list)  # live trackers through accelerate: tensorboard, wandb, ... (files under `dir`)
+    collective_timeout_s: int = 10800  # timeout of collective operations between processes (a long evaluation waits in one)
     def __post_init__(self):
         _check(bool(self.dir), 'dir', self.dir, 'a non-empty path')
         _check(self.save_every >= 0, 'save_every', self.save_every, 'an int >= 0')
         _check(self.keep_last >= 1, 'keep_last', self.keep_last, 'an int >= 1')
+        _check(all(t in ('tensorboard', 'wandb', 'mlflow', 'comet_ml', 'aim', 'clearml', 'dvclive') for t in self.log_with), 'log_with',
+               self.log_with, 'a list drawn from tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive')
+        _check(self.collective_timeout_s >= 60, 'collective_timeout_s', self.collective_timeout_s, 'an int >= 60 (seconds)')
 
 # %% ../nbs/00_config.ipynb #453953ce
 @dataclass
@@ -336,6 +344,13 @@ def _convert(value, tp, path:str):
     if tp in (str, bool) and not isinstance(value, tp): raise ConfigError(path, f"got {value!r}; allowed: a {tp.__name__}")
     return value
 
+def _over_default(cls, name:str, value):
+    "A partial section laid over the field's own default (`eval.sampling` keeps temperature 0.6 when only the length is given)."
+    f = next(f for f in fields(cls) if f.name == name)
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    if not (isinstance(value, dict) and is_dataclass(default)): return value
+    return {**{g.name: getattr(default, g.name) for g in fields(default)}, **value}
+
 def from_dict(cls, d:dict, # plain data, e.g. parsed YAML
               path:str='', # dotted prefix for error messages
              ):
@@ -343,7 +358,7 @@ def from_dict(cls, d:dict, # plain data, e.g. parsed YAML
     hints, names = typing.get_type_hints(cls), [f.name for f in fields(cls)]
     unknown = [k for k in d if k not in names]
     if unknown: raise ConfigError(f'{path}.{unknown[0]}' if path else unknown[0], f"unknown key; allowed keys: {', '.join(names)}")
-    kw = {k: _convert(v, hints[k], f'{path}.{k}' if path else k) for k, v in d.items()}
+    kw = {k: _convert(_over_default(cls, k, v), hints[k], f'{path}.{k}' if path else k) for k, v in d.items()}
     try: return cls(**kw)
     except ConfigError as e:
         raise ConfigError(f'{path}.{e.path}' if path else e.path, e.msg) from None
@@ -364,8 +379,8 @@ PRESETS = {
                    _stage('stage2', [('level:3', 1.0)], max_steps=2, max_new_tokens=64, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 2, 'limit': 8},
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 2, 'limit': 4}],
-                 'max_new_tokens': 64, 'every': 2},
-        'scoring': {'k': 4, 'round_size': 2, 'max_new_tokens': 48},
+                 'sampling': {'max_new_tokens': 64}, 'every': 2},
+        'scoring': {'k': 4, 'round_size': 2, 'sampling': {'max_new_tokens': 48}},
         'output': {'dir': 'runs/smoke', 'save_every': 1},
     },
     'tiny-cpu': {  # the CPU reproduction: minutes per experiment on 2 cores
@@ -376,8 +391,8 @@ PRESETS = {
                    _stage('stage2', [('level:3', 1.0)], max_steps=20, max_new_tokens=144, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 4},
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 4, 'limit': 100}],  # grading code is the slow part
-                 'max_new_tokens': 192, 'every': 20},
-        'scoring': {'k': 16, 'round_size': 4, 'max_new_tokens': 128, 'adaptive': True},  # adaptive: see benchmarks/bench_adaptive_scoring.py
+                 'sampling': {'max_new_tokens': 192}, 'every': 20},
+        'scoring': {'k': 16, 'round_size': 4, 'sampling': {'max_new_tokens': 128}, 'adaptive': True},  # adaptive: see benchmarks/bench_adaptive_scoring.py
         'output': {'dir': 'runs/tiny-cpu', 'save_every': 5},
     },
     'paper-1.5b': {  # the paper's setting, for a GPU box with the vllm extra
@@ -388,14 +403,15 @@ PRESETS = {
                    'large': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-32B', 'strongest': 'deepseek-ai/DeepSeek-R1'},
         'data': {'pool': ['PRIME-RL/Eurus-2-RL-Data:code']},  # code is scored by the ladder; math levels come released (AM-Math-Difficulty-RL)
         'sampling': {'temperature': 1.0, 'max_new_tokens': 16384},
-        'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 4, 'kl_coef': 0.001, 'entropy_coef': 0.001},
+        'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 64, 'max_tokens_per_micro_batch': 32768,
+                 'kl_coef': 0.001, 'entropy_coef': 0.001},  # token budget: see nbs/07_trainer.ipynb, 'Paper scale'
         'stages': [_stage('stage1', [('a-m-team/AM-Math-Difficulty-RL:level2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
                    _stage('stage2', [('a-m-team/AM-Math-Difficulty-RL:level3', 1.0)], max_steps=500, max_new_tokens=24576, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'aime2024', 'source': 'aime2024', 'k': 16}, {'name': 'math500', 'source': 'math500', 'k': 16},
                           {'name': 'livecodebench', 'source': 'livecodebench', 'k': 4, 'date_from': '2024-08-01', 'date_to': '2025-01-31'}],
-                 'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768, 'every': 20},
+                 'sampling': {'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768}, 'every': 20},
         'rewards': {'workers': 16},
-        'scoring': {'k': 16, 'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768, 'adaptive': True, 'engine': 'vllm',
+        'scoring': {'k': 16, 'sampling': {'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768}, 'adaptive': True, 'engine': 'vllm',
                     'max_model_len': 34816, 'gpu_memory_utilization': 0.9},  # 32B: scoring.tensor_parallel_size=2; R1: engine=openai
         'output': {'dir': 'runs/paper-1.5b', 'save_every': 20},
     },
@@ -479,6 +495,25 @@ def get_device(spec:str='auto') -> 'torch.device':
     import torch
     if spec == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(spec)
+
+_PURPOSES = {'gen': 1, 'eval': 2, 'update': 3}  # the trainer's streams, numbered before purposes were hashed
+
+def _word(x) -> int:
+    "A non-negative int for one part of a seed: ints as they are, strings by a stable hash (never equal to a small int)."
+    if isinstance(x, bool) or not isinstance(x, (int, str)): raise TypeError(f"derive_seed: keys must be ints or strings, got {x!r}")
+    if isinstance(x, int):
+        if x < 0: raise ValueError(f"derive_seed: keys must be >= 0, got {x}")
+        return x
+    return 2**64 + int.from_bytes(hashlib.sha256(x.encode()).digest()[:8], 'big')
+
+def derive_seed(seed:int, # the run's seed (`cfg.seed`, or `cfg.filtering.seed`)
+                purpose:str, # which stream: 'gen', 'eval', 'update', 'score', 'level3', ...
+                *keys:int|str, # which draw of it: step, round, rank, a problem id...
+               ) -> int:
+    "A 31-bit seed determined by the run seed, a purpose and keys (the one seed derivation of the package)."
+    import numpy as np
+    p = _PURPOSES[purpose] if purpose in _PURPOSES else _word(str(purpose))
+    return int(np.random.SeedSequence([_word(seed), p, *map(_word, keys)]).generate_state(1)[0]) & 0x7FFFFFFF
 
 def seed_everything(seed:int):
     "Seed python, numpy and torch."

@@ -4,17 +4,19 @@
 
 # %% ../nbs/01_data.ipynb #ca281b3a
 from __future__ import annotations
-import base64, json, os, pickle, sys, warnings, zlib
+import base64, importlib, json, os, pickle, sys, warnings, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from .code_reward import check_tests
+from .config import DataConfig
 
 # %% auto #0
-__all__ = ['DOMAINS', 'LAYOUTS', 'HUB_BENCHMARKS', 'SOURCE_RESOLVERS', 'AM_MATH_HUB', 'EURUS_HUB', 'LIVECODEBENCH_HUB',
-           'LIVECODEBENCH_FILES', 'AM_MATH_COLUMNS', 'MATH_TEMPLATE', 'CODE_TEMPLATE', 'Problem', 'check_problem',
-           'detect_layout', 'row_to_problem', 'ProblemList', 'load_file', 'local_override', 'load_hub_rows',
-           'load_benchmark', 'register_source', 'level_path', 'cfg_levels_dir', 'load_problems', 'save_problems',
-           'am_math_level', 'load_am_math', 'eurus_row_to_problem', 'load_eurus_code', 'load_livecodebench',
-           'load_eval_problems', 'format_problem', 'build_prompt']
+__all__ = ['DOMAINS', 'LAYOUTS', 'HUB_BENCHMARKS', 'SOURCE_RESOLVERS', 'SOURCE_PLUGINS', 'AM_MATH_HUB', 'EURUS_HUB',
+           'LIVECODEBENCH_HUB', 'LIVECODEBENCH_FILES', 'AM_MATH_COLUMNS', 'MATH_TEMPLATE', 'CODE_TEMPLATE', 'Problem',
+           'check_problem', 'detect_layout', 'row_to_problem', 'ProblemList', 'load_file', 'local_override',
+           'load_hub_rows', 'load_benchmark', 'register_source', 'level_path', 'cfg_levels_dir', 'load_problems',
+           'save_problems', 'am_math_level', 'load_am_math', 'eurus_row_to_problem', 'load_eurus_code',
+           'load_livecodebench', 'load_eval_problems', 'format_problem', 'build_prompt', 'prompt_ids']
 
 # %% ../nbs/01_data.ipynb #90bc0bbc
 DOMAINS = ('math', 'code')
@@ -57,6 +59,7 @@ def check_problem(p:Problem) -> Problem:
         if 'cases' in t: _check_cases(t['cases'], 'tests.cases')
         elif not isinstance(t.get('test'), str) or 'def check' not in t['test']:
             raise ValueError("functional tests need `test` source defining check(candidate), or io `cases`")
+    check_tests(t, f"problem {p.id!r}: tests")  # the grader's own rules too (it refuses linked lists and trees)
     return p
 
 # %% ../nbs/01_data.ipynb #7c08a06f
@@ -95,7 +98,7 @@ def _row_livecodebench(r, i):
     cases = [{'input': c['input'], 'output': c['output']} for c in cases]
     starter = r.get('starter_code') or ''
     if meta.get('func_name'):
-        tests = {'kind': 'functional', 'entry_point': f"Solution().{meta['func_name']}", 'cases': cases, 'prelude': ''}
+        tests = {'kind': 'functional', 'entry_point': f"Solution().{meta['func_name']}", 'cases': cases, 'prelude': '', 'starter_code': starter}
     else: tests = {'kind': 'stdin', 'cases': cases}
     prompt = r['question_content'] + (f"\n\nStart from this code:\n```python\n{starter}\n```" if starter else '')
     info = {'platform': r.get('platform'), 'difficulty': r.get('difficulty'), 'contest_date': r.get('contest_date'), 'starter_code': starter}
@@ -226,6 +229,7 @@ def load_benchmark(name:str, domain=None, limit=None, strict=True) -> ProblemLis
 
 # %% ../nbs/01_data.ipynb #4cfe4d6b
 SOURCE_RESOLVERS = {}  # prefix -> fn(rest:str, cfg=Config|None, levels_dir=Path) -> list[Problem]
+SOURCE_PLUGINS = {'tiny': 'staged_rl.tiny'}  # prefix -> module that registers it when imported (on first use)
 
 def register_source(prefix:str, # e.g. 'tiny'
                     fn, # fn(rest, cfg=None, levels_dir=...) -> list[Problem]
@@ -264,7 +268,7 @@ def load_problems(source, # file path, benchmark name, `tiny:<pool>` or `level:<
     "Load problems from any source name."
     s = str(source)
     prefix = s.split(':', 1)[0] if ':' in s and not Path(s).exists() else None
-    if prefix == 'tiny' and 'tiny' not in SOURCE_RESOLVERS: import staged_rl.tiny  # registers itself
+    if prefix in SOURCE_PLUGINS and prefix not in SOURCE_RESOLVERS: importlib.import_module(SOURCE_PLUGINS[prefix])  # registers itself
     if prefix in SOURCE_RESOLVERS:
         if levels_dir is None: levels_dir = cfg_levels_dir(cfg) if cfg is not None else Path('levels')
         ps = SOURCE_RESOLVERS[prefix](s.split(':', 1)[1], levels_dir=levels_dir, cfg=cfg)
@@ -273,7 +277,7 @@ def load_problems(source, # file path, benchmark name, `tiny:<pool>` or `level:<
     if s in HUB_BENCHMARKS: return load_benchmark(s, domain, limit, strict)
     if Path(s).exists(): return load_file(s, domain, limit, strict)
     raise ValueError(f"unknown problem source {s!r}: not a file, not a benchmark ({', '.join(HUB_BENCHMARKS)}), "
-                     f"not a prefixed source ({', '.join(p + ':' for p in SOURCE_RESOLVERS)}, tiny:)")
+                     f"not a prefixed source ({', '.join(p + ':' for p in {**SOURCE_RESOLVERS, **SOURCE_PLUGINS})})")
 
 def save_problems(problems, # Problems to write
                   path, # a .jsonl file
@@ -470,13 +474,25 @@ def format_problem(p:Problem, template:str|None=None) -> str:
     hint = f" that defines `{ep.replace('Solution().', 'class Solution with method ')}`" if ep else " that reads stdin and writes stdout"
     return (template or CODE_TEMPLATE).format(problem=p.prompt, entry_point=ep or '', entry_hint=hint)
 
+def _chat(tokenizer, dc:DataConfig) -> bool:
+    "Whether prompts go through `tokenizer`'s chat template."
+    return bool(dc.chat_template and tokenizer is not None and getattr(tokenizer, 'chat_template', None))
+
 def build_prompt(p:Problem, # the problem
                  tokenizer=None, # wraps the text in its chat template when it has one
-                 template:str|None=None, # overrides the domain's default template
-                 chat:bool=True, # set False to skip the chat template
+                 data_cfg:DataConfig|None=None, # `cfg.data`: templates and whether to use the chat template
                 ) -> str:
     "The exact text the model is given for `p`."
-    text = format_problem(p, template)
-    if chat and tokenizer is not None and getattr(tokenizer, 'chat_template', None):
-        return tokenizer.apply_chat_template([{'role': 'user', 'content': text}], tokenize=False, add_generation_prompt=True)
+    dc = data_cfg or DataConfig()
+    text = format_problem(p, (dc.math_template if p.domain == 'math' else dc.code_template) or None)
+    if _chat(tokenizer, dc): return tokenizer.apply_chat_template([{'role': 'user', 'content': text}], tokenize=False, add_generation_prompt=True)
     return text
+
+def prompt_ids(problems:list, # `Problem`s
+               tokenizer, # the model's tokenizer
+               data_cfg:DataConfig|None=None, # `cfg.data`; None: the default templates, chat template on
+              ) -> list[list[int]]:
+    "The token ids of each problem's prompt (what engines sample from): the chat template's own BOS, never a second."
+    dc = data_cfg or DataConfig()
+    texts = [build_prompt(p, tokenizer, dc) for p in problems]
+    return [list(x) for x in tokenizer(texts, add_special_tokens=not _chat(tokenizer, dc))['input_ids']] if texts else []

@@ -7,27 +7,28 @@ from __future__ import annotations
 import os, tempfile
 from dataclasses import dataclass
 import torch
+from .config import SamplingConfig
 
 # %% auto #0
 __all__ = ['SamplingParams', 'Completion', 'toy_tokenizer', 'toy_lm', 'sample_tokens', 'HFEngine', 'VLLMEngine', 'make_engine']
 
 # %% ../nbs/05_rollout.ipynb #80fc78dc
 @dataclass
-class SamplingParams:
-    "How completions are sampled; checked on creation."
-    temperature: float = 1.0  # softmax temperature; 0 means greedy (argmax)
-    top_p: float = 1.0  # nucleus sampling: keep the smallest set of tokens with this much probability mass
-    max_new_tokens: int = 256  # at most this many generated tokens per completion
+class SamplingParams(SamplingConfig):
+    "A `SamplingConfig` (temperature, top_p, max_new_tokens, checked there) plus the per-call seed, stop ids and log-probs."
     seed: int | None = None  # seed of the sampling RNG; None draws from torch's global RNG
     stop_token_ids: tuple[int, ...] = ()  # extra token ids that end a completion (besides the tokenizer's eos)
     logprobs: bool = False  # also return the log-prob of each sampled token (see `Completion.logprobs`)
     def __post_init__(self):
-        def bad(name, allowed): raise ValueError(f"SamplingParams.{name}={getattr(self, name)!r}: expected {allowed}")
-        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0): bad('temperature', 'a float >= 0')
-        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1): bad('top_p', 'a float in (0, 1]')
-        if not (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1): bad('max_new_tokens', 'an int >= 1')
-        if self.seed is not None and not isinstance(self.seed, int): bad('seed', 'an int or None')
+        super().__post_init__()
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ValueError(f"SamplingParams.seed={self.seed!r}: expected an int or None")
         self.stop_token_ids = tuple(int(i) for i in self.stop_token_ids)
+    @classmethod
+    def of(cls, sc:SamplingConfig, # a config's sampling section (`cfg.sampling`, `cfg.eval.sampling`, ...)
+           **kw): # per-call fields (`seed=...`) or replacements (`max_new_tokens=...`)
+        "The settings of `sc`, plus `kw`."
+        return cls(**{**{k: getattr(sc, k) for k in ('temperature', 'top_p', 'max_new_tokens')}, **kw})
 
 # %% ../nbs/05_rollout.ipynb #e0623aae
 @dataclass
@@ -173,6 +174,11 @@ def _check_prompts(prompts, n):
         if not isinstance(p, str): raise ValueError(f"prompts[{i}]: expected a str, got {type(p).__name__}")
     if not isinstance(n, int) or n < 1: raise ValueError(f"n={n!r}: expected an int >= 1")
 
+def _token_ids(prompts) -> bool:
+    "True when `prompts` is a non-empty list of token-id lists (used as they are, not tokenized again)."
+    return isinstance(prompts, (list, tuple)) and bool(prompts) and all(
+        isinstance(p, (list, tuple)) and all(isinstance(t, int) for t in p) for p in prompts)
+
 def _model_device(model): return next(model.parameters()).device
 
 class HFEngine:
@@ -188,17 +194,23 @@ class HFEngine:
         self.device = torch.device(device) if device is not None else _model_device(model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
+    def sleep(self):
+        "Nothing to free: the engine runs the policy itself."
+    def wake(self):
+        "Nothing to restore."
+
     def sync_weights(self, model):
         "Copy `model`'s weights into the engine's model (no-op when it is the same object)."
         if model is not self.model: self.model.load_state_dict(model.state_dict())
 
-    def generate(self, prompts:list[str], # already formatted prompts (chat template applied)
+    def generate(self, prompts:list[str]|list[list[int]], # formatted prompts, or their token ids (`staged_rl.data.prompt_ids`)
                  n:int=1, # samples per prompt
                  sampling:SamplingParams|None=None) -> list[list[Completion]]:
         "Sample `n` completions per prompt: `out[i][j]` is the j-th sample of prompt i."
-        _check_prompts(prompts, n)
+        ids_in = _token_ids(prompts)
+        _check_prompts([''] * len(prompts) if ids_in else prompts, n)
         sp = sampling or SamplingParams()
-        enc = self.tokenizer(list(prompts))['input_ids']
+        enc = [list(p) for p in prompts] if ids_in else self.tokenizer(list(prompts))['input_ids']
         for i, e in enumerate(enc):
             if not e: raise ValueError(f"prompts[{i}] tokenizes to no tokens; expected a non-empty prompt")
         g = torch.Generator(device=self.device).manual_seed(sp.seed) if sp.seed is not None else None

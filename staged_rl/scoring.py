@@ -4,40 +4,72 @@
 
 # %% ../nbs/08_scoring.ipynb #7da74e9e
 from __future__ import annotations
-import gc, hashlib, json, os, socket, sys, threading, time, urllib.error, urllib.request, warnings
+import functools, gc, hashlib, itertools, json, os, socket, sys, threading, time, urllib.error, urllib.request, warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import replace
+from dataclasses import asdict
 from pathlib import Path
-from .config import ROLES, FilterConfig, load_config
-from .data import Problem, build_prompt, load_problems
-from .filtering import assign_levels, levels_for_pool, load_pool
+from .config import ROLES, FilterConfig, load_config, derive_seed, get_device
+from .data import Problem, prompt_ids, cfg_levels_dir
+from .filtering import assign_levels, levels_for_pool, load_pool, problem_rng, build_levels, format_counts
+from .models import load_model, resolve_model
+from .rewards import grade, rewards_signature
+from .rollout import Completion, SamplingParams, HFEngine, VLLMEngine
 
 # %% auto #0
 __all__ = ['ADAPTIVE_ORDER', 'SCORES_FILE', 'needed_fact', 'settled', 'adaptive_levels', 'scores_path', 'role_signatures',
-           'read_scores', 'append_records', 'rates_from_records', 'score_role', 'load_ladder_model', 'engine_kind',
-           'vllm_kwargs', 'default_engine_factory', 'rewards_sig', 'default_score_fn', 'score_pool', 'summarize',
-           'compare_levels', 'ServerError', 'OpenAIEngine', 'score_role_in_process', 'import_rates', 'cmd_score']
+           'read_scores', 'append_records', 'rates_from_records', 'score_role', 'engine_kind', 'vllm_kwargs',
+           'default_engine_factory', 'score_pool', 'summarize', 'compare_levels', 'ServerError', 'OpenAIEngine',
+           'score_role_in_process', 'import_rates', 'cmd_score', 'cmd_filter']
 
 # %% ../nbs/08_scoring.ipynb #951de389
 ADAPTIVE_ORDER = ('strongest', 'small', 'medium', 'large')  # adaptive mode scores roles in this order
 
-def _cls(rate) -> str|None:
-    "'0', 'partial' or '1' for a pass rate; None when unknown."
-    if rate is None: return None
-    return '0' if rate == 0 else '1' if rate == 1 else 'partial'
+class _Draw:
+    "A stand-in for the level-3 generator: `random()` returns `u`."
+    def __init__(self, u:float): self.u = u
+    def random(self) -> float: return self.u
+
+def _classes(t:float) -> tuple[list, list]:
+    "One pass rate from each class the rules tell apart (0, (0, t], (t, 1), 1), and the boundary between neighbours."
+    rates, cuts = [0.0], []
+    if t > 0: rates.append(t / 2); cuts.append('positive')
+    if t < 1: rates.append((1 + t) / 2); cuts.append('above' if t > 0 else 'positive')
+    return rates + [1.0], cuts + ['full']
+
+def _class_rate(rate:float, t:float) -> float:
+    "The representative of `rate`'s class (see `_classes`)."
+    return 0.0 if rate == 0 else 1.0 if rate == 1 else t / 2 if rate <= t else (1 + t) / 2
+
+def _outcomes(role:str, rate, known:dict, domain:str, f:FilterConfig) -> list:
+    "The levels for `role` at `rate` (None: not scored), over every value of the roles not known yet and both level-3 draws."
+    others = [r for r in ROLES if r != role and r not in known]
+    out = []
+    for combo in itertools.product([None, *_classes(f.large_solved_threshold)[0]], repeat=len(others)):
+        rates = {r: v for r, v in [*known.items(), *zip(others, combo), (role, rate)] if v is not None}
+        out.append(tuple(frozenset(assign_levels(rates, domain, f, rng=_Draw(u))) for u in (0.0, 1 - 1e-9)))
+    return out
+
+@functools.lru_cache(maxsize=None)
+def _fact(role:str, known:tuple, domain:str, t:float, keep_math:float, keep_code:float) -> str|None:
+    f, known = FilterConfig(t, keep_math, keep_code), dict(known)
+    rates, cuts = _classes(t)
+    outs = [_outcomes(role, r, known, domain, f) for r in rates]
+    need = {c for a, b, c in zip(outs, outs[1:], cuts) if a != b}
+    if not need: return None if _outcomes(role, None, known, domain, f) == outs[0] else 'any'
+    names = (['class'] if {'positive', 'full'} <= need else [c for c in ('positive', 'full') if c in need]) + ([f'above:{t!r}'] if 'above' in need else [])
+    return '+'.join(names)
 
 def needed_fact(role:str, # the ladder role about to be scored
                 known:dict, # role -> pass rate of the roles already scored for this problem (None: skipped)
-                threshold:float=0.0, # `filtering.large_solved_threshold`
+                fcfg:FilterConfig|None=None, # `cfg.filtering`: the rules' settings
+                domain:str='math', # the problem's domain (the level-3 keep share)
                ) -> str|None:
-    "The fact about `role`'s pass rate that the levels need: 'positive', 'class', 'above:<t>', or None (skip)."
+    "The fact about `role`'s pass rate that `assign_levels` needs, given `known`: 'positive', 'class', 'above:<t>'..., or None (skip)."
     if role not in ROLES: raise ValueError(f"unknown role {role!r}; expected one of {list(ROLES)}")
-    if role != 'strongest' and known.get('strongest') == 0: return None  # discarded whatever the others say
-    if role == 'strongest': return 'positive'
-    if role == 'small': return 'class'
-    if role == 'large': return f'above:{threshold!r}'
-    small = _cls(known.get('small'))
-    return None if small == '1' else 'positive' if small == '0' else 'class'  # medium (small unknown: the full class)
+    f = fcfg or FilterConfig()
+    t = f.large_solved_threshold
+    key = tuple(sorted((r, None if v is None else _class_rate(v, t)) for r, v in known.items() if r != role))
+    return _fact(role, key, domain, t, f.keep_math_solved, f.keep_code_solved)
 
 def settled(fact:str|None, # from `needed_fact`; None means the full k samples (fixed mode)
             scores:list, # the scores of the samples drawn so far, each in [0, 1]
@@ -47,31 +79,33 @@ def settled(fact:str|None, # from `needed_fact`; None means the full k samples (
     n = len(scores)
     if n >= k: return True
     if fact is None: return False
-    if fact == 'positive': return any(s > 0 for s in scores)
-    if fact == 'class': return any(s > 0 for s in scores) and any(s < 1 for s in scores)
-    if fact.startswith('above:'):
-        t, total = float(fact[6:]), sum(scores)
-        return total > t * k or total + (k - n) <= t * k
-    raise ValueError(f"unknown fact {fact!r}")
+    if fact == 'any': return n >= 1
+    def one(part):
+        if part == 'positive': return any(s > 0 for s in scores)  # the mean is > 0 whatever follows
+        if part == 'full': return any(s < 1 for s in scores)  # the mean is < 1 whatever follows
+        if part == 'class': return one('positive') and one('full')
+        if part.startswith('above:'):
+            t, total = float(part[6:]), sum(scores)
+            return total > t * k or total + (k - n) <= t * k
+        raise ValueError(f"unknown fact {fact!r}")
+    return all(one(p) for p in fact.split('+'))
 
 # %% ../nbs/08_scoring.ipynb #7c13ac2f
 def adaptive_levels(streams:dict, # role -> the full list of k sample scores of one problem
                     domain:str, k:int, fcfg:FilterConfig|None=None, pid:str='p',
                    ) -> tuple[set, set, int]:
     "Levels from the full streams, levels from the adaptive prefixes, and the samples adaptive mode draws."
-    from staged_rl.filtering import problem_rng
     f = fcfg or FilterConfig()
-    kw = dict(large_solved_threshold=f.large_solved_threshold, keep_math_solved=f.keep_math_solved, keep_code_solved=f.keep_code_solved)
     full = {r: sum(s) / k for r, s in streams.items()}
     known, drawn = {}, 0
     for role in (r for r in ADAPTIVE_ORDER if r in streams):
-        fact = needed_fact(role, known, f.large_solved_threshold)
+        fact = needed_fact(role, known, f, domain)
         if fact is None: known[role] = None; continue
         n = next(n for n in range(1, k + 1) if settled(fact, streams[role][:n], k))
         known[role], drawn = sum(streams[role][:n]) / n, drawn + n
     rates = {r: v for r, v in known.items() if v is not None}
-    return (assign_levels(full, domain, rng=problem_rng(f.seed, pid), **kw),
-            assign_levels(rates, domain, rng=problem_rng(f.seed, pid), **kw), drawn)
+    return (assign_levels(full, domain, f, rng=problem_rng(f.seed, pid)),
+            assign_levels(rates, domain, f, rng=problem_rng(f.seed, pid)), drawn)
 
 # %% ../nbs/08_scoring.ipynb #0fdb0f43
 SCORES_FILE = 'scores.jsonl'
@@ -85,10 +119,11 @@ def role_signatures(cfg) -> dict:
     s, d = cfg.scoring, cfg.data
     out = {}
     for role in ROLES:
-        key = {'model': getattr(cfg.ladder, role), 'k': s.k, 'temperature': s.temperature, 'top_p': s.top_p,
-               'max_new_tokens': s.max_new_tokens, 'adaptive': s.adaptive, 'batch_prompts': s.batch_prompts,
-               'seed': cfg.seed, 'templates': [d.math_template, d.code_template, d.chat_template], 'rewards': rewards_sig(cfg.rewards)}
-        if s.adaptive: key.update(round_size=s.round_size, threshold=cfg.filtering.large_solved_threshold, order=[r for r in ADAPTIVE_ORDER if r in s.roles])
+        key = {'model': getattr(cfg.ladder, role), 'k': s.k, 'sampling': asdict(s.sampling), 'adaptive': s.adaptive,
+               'batch_prompts': s.batch_prompts, 'seed': cfg.seed, 'templates': [d.math_template, d.code_template, d.chat_template],
+               'rewards': rewards_signature(cfg.rewards)}
+        if s.adaptive: key.update(round_size=s.round_size, order=[r for r in ADAPTIVE_ORDER if r in s.roles],
+                                  rules={n: v for n, v in asdict(cfg.filtering).items() if n != 'seed'})
         out[role] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return out
 
@@ -130,25 +165,6 @@ def rates_from_records(records:dict) -> dict:
     return out
 
 # %% ../nbs/08_scoring.ipynb #e7316f62
-def _seed(*parts) -> int:
-    "A 31-bit seed from any printable parts."
-    return int.from_bytes(hashlib.sha256(':'.join(map(str, parts)).encode()).digest()[:4], 'big') >> 1
-
-def _score_seed(cfg, role:str, *keys:int) -> int:
-    "The sampling seed of one scoring call: `staged_rl.config.derive_seed` where it exists, else `_seed`."
-    try: from staged_rl.config import derive_seed
-    except ImportError: return _seed(cfg.seed, role, *keys)
-    return derive_seed(cfg.seed, 'score', ROLES.index(role), *keys)
-
-def _pid_key(pid:str) -> int:
-    "An int key for a problem id (seeds need ints): the same id always gives the same key."
-    return _seed('pid', pid)
-
-def _prompt(p:Problem, tokenizer, cfg) -> str:
-    "The prompt text of `p` with the run's templates."
-    tpl = (cfg.data.math_template if p.domain == 'math' else cfg.data.code_template) or None
-    return build_prompt(p, tokenizer, template=tpl, chat=cfg.data.chat_template)
-
 def _record(p:Problem, role:str, spec:str, sig:str, scores:list, comps:list, fact, seconds:float=0.0) -> dict:
     n = len(scores)
     return {'id': p.id, 'domain': p.domain, 'role': role, 'model': spec, 'n': n, 'score_sum': float(sum(scores)),
@@ -160,27 +176,18 @@ def _skip_record(p:Problem, role:str, spec:str, sig:str, why:str) -> dict:
     return {'id': p.id, 'domain': p.domain, 'role': role, 'model': spec, 'n': 0, 'score_sum': 0.0, 'n_full': 0, 'n_pos': 0,
             'pass_rate': None, 'fact': None, 'skipped': why, 'tokens': 0, 'truncated': 0, 'seconds': 0.0, 'sig': sig}
 
-def _grade(score_fn, problems:list, texts:list, workers:int) -> list:
-    "Grade flat lists of (problem, response), checking what the grader returns."
-    out = list(score_fn(problems, texts, workers=workers))
-    if len(out) != len(texts): raise ValueError(f"score_fn returned {len(out)} scores for {len(texts)} responses")
-    for s in out:
-        if not 0 <= s <= 1: raise ValueError(f"score_fn returned {s!r}; expected scores in [0, 1]")
-    return [float(s) for s in out]
-
 def _run_batch(engine, tokenizer, batch:list, facts:list, cfg, role:str, b:int, score_fn) -> tuple[list, list]:
     "Sample one batch until each problem is settled (or has k samples); per problem: (scores, completions)."
-    from staged_rl.rollout import SamplingParams
     s = cfg.scoring
-    prompts = [_prompt(p, tokenizer, cfg) for p in batch]
+    prompts = prompt_ids(batch, tokenizer, cfg.data)
     scores, comps = [[] for _ in batch], [[] for _ in batch]
     active, rnd = list(range(len(batch))), 0
     while active:
         n = min(s.round_size, s.k - len(scores[active[0]])) if s.adaptive else s.k
-        sp = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=_score_seed(cfg, role, b, rnd))
+        sp = SamplingParams.of(s.sampling, seed=derive_seed(cfg.seed, 'score', role, b, rnd))
         outs = engine.generate([prompts[i] for i in active], n, sp)
         flat = [(i, c) for i, o in zip(active, outs) for c in o]
-        got = _grade(score_fn, [batch[i] for i, _ in flat], [c.text for _, c in flat], cfg.rewards.workers)
+        got = grade([batch[i] for i, _ in flat], [c.text for _, c in flat], cfg.rewards, score_fn)
         for (i, c), g in zip(flat, got): scores[i].append(g); comps[i].append(c)
         active = [i for i in active if not settled(facts[i] if s.adaptive else None, scores[i], s.k)]
         rnd += 1
@@ -193,7 +200,7 @@ def score_role(problems:list, # the problems that need this role, in pool order
                done:dict, # {(id, role): record} already stored with the current signature
                out_path, # the store to append to
                make_engine, # (role, spec) -> (engine, tokenizer, close)
-               score_fn, # grader: (problems, responses, workers=) -> scores
+               score_fn, # None (the verifiers, `staged_rl.rewards.grade`), or a stand-in `(problems, responses) -> scores`
                progress:bool=True, # show a tqdm bar: problems done and rollouts spent
               ) -> dict:
     "Score `problems` under `role`'s model in fixed batches, appending records; returns the new records."
@@ -225,14 +232,6 @@ def score_role(problems:list, # the problems that need this role, in pool order
     return new
 
 # %% ../nbs/08_scoring.ipynb #5df49302
-def load_ladder_model(spec:str, # `tiny:<role>`, a hub id or a local folder
-                      cfg=None, # gives `tiny:` specs their settings
-                      device:str='cpu', dtype:str='float32'):
-    "A ladder model (eval mode) and its tokenizer, through `staged_rl.tiny.load_model` (any spec)."
-    from staged_rl.tiny import load_model
-    model, tok = load_model(spec, cfg=cfg, device=device, dtype=dtype)
-    return model.eval(), tok
-
 def engine_kind(cfg) -> str:
     "The scoring engine: `scoring.engine`, or `model.engine` when it is 'auto'."
     return cfg.model.engine if cfg.scoring.engine == 'auto' else cfg.scoring.engine
@@ -247,7 +246,6 @@ def vllm_kwargs(cfg) -> dict:
 def default_engine_factory(cfg):
     "`(role, spec) -> (engine, tokenizer, close)` for one ladder model, with the engine `engine_kind(cfg)` names."
     def make(role, spec):
-        from staged_rl.config import get_device
         kind = engine_kind(cfg)
         if kind == 'openai':
             s, tok = cfg.scoring, _tokenizer(spec, cfg)
@@ -256,19 +254,12 @@ def default_engine_factory(cfg):
                                n_per_request=s.n_per_request, token_prompts=s.token_prompts)
             return eng, tok, eng.close
         if kind == 'vllm':
-            from staged_rl.rollout import VLLMEngine
-            eng = VLLMEngine(_model_path(spec, cfg), **vllm_kwargs(cfg))
+            eng = VLLMEngine(resolve_model(spec, cfg), **vllm_kwargs(cfg))  # vLLM loads by path
             return eng, eng.tokenizer, lambda: _free_vllm(eng)
-        from staged_rl.rollout import HFEngine
-        model, tok = load_ladder_model(spec, cfg, str(get_device(cfg.model.device)), cfg.model.dtype)
+        model, tok = load_model(spec, cfg, str(get_device(cfg.model.device)), cfg.model.dtype)
         eng = HFEngine(model, tok)
         return eng, tok, lambda: _free(eng, 'model')
     return make
-
-def _model_path(spec:str, cfg) -> str:
-    "A folder or hub id for `spec` (vLLM loads by path): `tiny:<role>` resolves through the tiny ladder."
-    from staged_rl.tiny import resolve_model
-    return resolve_model(spec, cfg)
 
 def _free(engine, attr:str):
     "Drop the engine's model and return its memory (GPU included)."
@@ -289,34 +280,16 @@ def _free_vllm(engine):
 def _tokenizer(spec:str, cfg):
     "The tokenizer of a ladder model (prompts are built and tokenised here, also for a server)."
     from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(_model_path(spec, cfg))
+    tok = AutoTokenizer.from_pretrained(resolve_model(spec, cfg))
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
-
-def rewards_sig(rewards_cfg) -> str:
-    "The reward settings that change a grade, as a short hash (`staged_rl.rewards.rewards_signature` where it exists)."
-    try: from staged_rl.rewards import rewards_signature
-    except ImportError:
-        key = {k: getattr(rewards_cfg, k) for k in ('math_timeout_s', 'code_timeout_s', 'code_memory_mb')}
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    return rewards_signature(rewards_cfg)
-
-def default_score_fn(cfg):
-    "The grader of a scoring run: the training reward with `cfg.rewards` (`rewards.grade`, else `score_batch` with its limits)."
-    try: from staged_rl.rewards import grade
-    except ImportError:
-        from staged_rl.rewards import score_batch, sandbox_limits
-        r = cfg.rewards
-        return lambda problems, texts, workers=None: score_batch(problems, texts, workers=workers or r.workers,
-                                                                 limits=sandbox_limits(r), math_timeout_s=r.math_timeout_s)
-    return lambda problems, texts, workers=None: grade(problems, texts, cfg.rewards)
 
 # %% ../nbs/08_scoring.ipynb #935d5777
 def score_pool(problems:list, # the pool; ids must be unique
                cfg, # `Config`: scoring, ladder, model (device/dtype/engine), rewards, filtering threshold, seed
                out_path=None, # the store; default `<output.dir>/scores.jsonl`
                *, make_engine=None, # (role, spec) -> (engine, tokenizer, close); default: load each ladder model
-               score_fn=None, # (problems, responses, workers=) -> scores; default `staged_rl.rewards.score_batch`
+               score_fn=None, # a stand-in for the verifiers: `(problems, responses) -> scores`; default: `staged_rl.rewards.grade`
                progress:bool=True, # tqdm bars
                isolate_roles:bool|None=None, # score each role in its own spawned process; None: vLLM with `scoring.role_process`
               ) -> dict:
@@ -326,7 +299,7 @@ def score_pool(problems:list, # the pool; ids must be unique
     s = cfg.scoring
     out_path = Path(out_path) if out_path is not None else scores_path(cfg)
     custom = make_engine is not None or score_fn is not None
-    make_engine, score_fn = make_engine or default_engine_factory(cfg), score_fn or default_score_fn(cfg)
+    make_engine = make_engine or default_engine_factory(cfg)
     sigs = role_signatures(cfg)
     stored = read_scores(out_path, sigs)
     idset = set(ids)
@@ -337,10 +310,11 @@ def score_pool(problems:list, # the pool; ids must be unique
         for p in problems:
             if s.adaptive:
                 known = {r: records[(p.id, r)]['pass_rate'] for r in ROLES if (p.id, r) in records}
-                facts[p.id] = needed_fact(role, known, cfg.filtering.large_solved_threshold)
+                facts[p.id] = needed_fact(role, known, cfg.filtering, p.domain)
                 if facts[p.id] is None:
                     if (p.id, role) not in records:
-                        why = 'discarded: strongest = 0' if known.get('strongest') == 0 else 'not needed: small = 1'
+                        why = 'discarded: strongest = 0' if known.get('strongest') == 0 else \
+                              'not needed given ' + ', '.join(f"{r} = {v:g}" for r, v in known.items() if v is not None)
                         skips.append(_skip_record(p, role, spec, sigs[role], why))
                     continue
             need.append(p)
@@ -438,7 +412,6 @@ class OpenAIEngine:
 
     def _request(self, prompt, n:int, sp, seed:int) -> list:
         "One completions request of n samples; its `Completion`s."
-        from staged_rl.rollout import Completion
         pv = self._prompt_value(prompt)
         payload = {'model': self.model, 'prompt': pv, 'n': n, 'max_tokens': sp.max_new_tokens, 'temperature': sp.temperature,
                    'top_p': sp.top_p, 'seed': seed}
@@ -458,11 +431,10 @@ class OpenAIEngine:
     def generate(self, prompts:list, # texts or token-id lists
                  n:int=1, sampling=None) -> list[list]:
         "Sample `n` completions per prompt: `out[i][j]` is the j-th sample of prompt i (requests run concurrently)."
-        from staged_rl.rollout import SamplingParams
         sp = sampling or SamplingParams()
         base = sp.seed if sp.seed is not None else 0
-        if self.n_per_request: jobs = [(i, p, n, _seed(base, i)) for i, p in enumerate(prompts)]
-        else: jobs = [(i, p, 1, _seed(base, i, j)) for i, p in enumerate(prompts) for j in range(n)]
+        if self.n_per_request: jobs = [(i, p, n, derive_seed(base, 'request', i)) for i, p in enumerate(prompts)]
+        else: jobs = [(i, p, 1, derive_seed(base, 'request', i, j)) for i, p in enumerate(prompts) for j in range(n)]
         futs = [(i, self._pool.submit(self._request, p, m, sp, s)) for i, p, m, s in jobs] if len(jobs) > 1 else None
         out = [[] for _ in prompts]
         if futs is None:
@@ -475,19 +447,17 @@ class OpenAIEngine:
 def _score_streaming(engine, tokenizer, problems:list, role:str, cfg, facts:dict, out_path, score_fn, progress:bool=True) -> dict:
     "Score `problems` concurrently, appending each problem's record as soon as it is settled."
     from tqdm.auto import tqdm
-    from staged_rl.rollout import SamplingParams
     s, spec, sig = cfg.scoring, getattr(cfg.ladder, role), role_signatures(cfg)[role]
     grade_lock, write_lock, new = threading.Lock(), threading.Lock(), {}
     bar = tqdm(total=len(problems), desc=f"score {role} (server)", unit='problem', disable=not progress)
     def one(p):
         t0, fact = time.time(), facts.get(p.id) if s.adaptive else None
-        prompt, scores, comps, rnd = _prompt(p, tokenizer, cfg), [], [], 0
+        prompt, scores, comps, rnd = prompt_ids([p], tokenizer, cfg.data)[0], [], [], 0
         while not settled(fact, scores, s.k):
             n = min(s.round_size, s.k - len(scores)) if s.adaptive else s.k
-            sp = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
-                                seed=_score_seed(cfg, role, _pid_key(p.id), rnd))
+            sp = SamplingParams.of(s.sampling, seed=derive_seed(cfg.seed, 'score', role, p.id, rnd))
             got = engine.generate([prompt], n, sp)[0]
-            with grade_lock: g = _grade(score_fn, [p] * len(got), [c.text for c in got], cfg.rewards.workers)
+            with grade_lock: g = grade([p] * len(got), [c.text for c in got], cfg.rewards, score_fn)
             scores += g; comps += got; rnd += 1
         rec = _record(p, role, spec, sig, scores, comps, fact, time.time() - t0)
         with write_lock:
@@ -508,7 +478,7 @@ def _role_main(cfg_data:dict, role:str, problems:list, facts:dict, out_path:str,
     cfg = from_dict(Config, cfg_data)
     done = read_scores(out_path, role_signatures(cfg))
     score_role([Problem.from_dict(p) for p in problems], role, cfg, facts, done, out_path,
-               default_engine_factory(cfg), default_score_fn(cfg), progress)
+               default_engine_factory(cfg), None, progress)
 
 def score_role_in_process(problems:list, role:str, cfg, facts:dict, out_path, progress:bool=True) -> dict:
     "Run `score_role` for `role` in a spawned process (its memory, GPU included, is freed when it exits); the new records."
@@ -580,4 +550,21 @@ def cmd_score(argv:list) -> int:
           f"{' (adaptive)' if cfg.scoring.adaptive else ''}: {summ['rollouts']} rollouts of a {summ['budget']} budget")
     for role, v in summ['roles'].items(): print(f"  {role:<10} scored {v['scored']:>5}  skipped {v['skipped']:>5}  mean pass rate {v['mean_pass_rate']}")
     print(json.dumps(summ))
+    return 0
+
+def cmd_filter(argv:list) -> int:
+    "`staged-rl filter CONFIG [key=value ...]`: write the level files from the stored pass rates."
+    if not argv or argv[0] in ('-h', '--help'):
+        print("usage: staged-rl filter CONFIG [key.sub=value ...]\n  reads <output.dir>/scores.jsonl (from `staged-rl score`),"
+              " writes <output.dir>/<data.levels_dir>/level{1,2,3}_{math,code}.jsonl"); return 0 if argv else 2
+    cfg = load_config(argv[0], argv[1:])
+    path = scores_path(cfg)
+    if not path.exists(): print(f"error: {path} not found; run `staged-rl score {argv[0]}` first", file=sys.stderr); return 1
+    problems = load_pool(cfg)
+    records = read_scores(path, role_signatures(cfg))
+    rates = rates_from_records(records)
+    out = cfg_levels_dir(cfg)
+    counts = build_levels(problems, rates, out, cfg.filtering)
+    print(f"pool: {len(problems)} problems, {len(rates)} with pass rates ({path})\n{format_counts(counts)}\nlevel files in {out}")
+    print(json.dumps({'levels_dir': str(out), 'counts': counts}))
     return 0

@@ -1,5 +1,5 @@
 """Difficulty scoring (staged_rl.scoring): stopping rules, the store, resume after a kill, adaptive mode."""
-import importlib.util, itertools, json, random
+import itertools, json, random
 from pathlib import Path
 import pytest
 from staged_rl.config import ROLES, FilterConfig, load_config
@@ -12,17 +12,23 @@ from staged_rl.scoring import (needed_fact, settled, adaptive_levels, read_score
 # ---- a fake ladder: problem i is right with probability P[prompt][role], drawn from the call's seed -------------
 P = {}
 
+class CharTok:
+    "One token id per character and no chat template: the fake engine reads the prompt back from its ids."
+    def __call__(self, texts, add_special_tokens=True): return {'input_ids': [[ord(c) for c in t] for t in texts]}
+
+def text_of(ids): return ''.join(map(chr, ids))
+
 class FakeEngine:
     def __init__(self, role): self.role, self.calls = role, []
     def generate(self, prompts, n, sp):
-        g = random.Random(sp.seed); self.calls.append((list(prompts), n))
+        g = random.Random(sp.seed); prompts = [text_of(p) for p in prompts]; self.calls.append((prompts, n))
         def one(pr):
             u, p = g.random(), P[pr][self.role]
             return 'right' if u < p else 'half' if (u < p + 0.15 and 'python' in pr) else 'wrong'
         return [[Completion([0], [1, 2], one(pr), 'stop') for _ in range(n)] for pr in prompts]
 
-def fake_score(problems, texts, workers=1): return [{'right': 1.0, 'half': 0.5}.get(t, 0.0) for t in texts]
-def fake_factory(role, spec): return FakeEngine(role), None, lambda: None
+def fake_score(problems, texts): return [{'right': 1.0, 'half': 0.5}.get(t, 0.0) for t in texts]
+def fake_factory(role, spec): return FakeEngine(role), CharTok(), lambda: None
 
 def fake_pool(n=30, seed=0):
     r, out = random.Random(seed), []
@@ -43,8 +49,31 @@ def test_needed_fact():
     assert needed_fact('strongest', {'small': 0}) == 'positive'
     assert [needed_fact(r, {'strongest': 0}) for r in ('small', 'medium', 'large')] == [None] * 3
     assert [needed_fact('medium', {'small': s, 'strongest': 1}) for s in (0, 0.5, 1)] == ['positive', 'class', None]
-    assert needed_fact('large', {}, 0.5) == 'above:0.5'
+    assert needed_fact('large', {}, FilterConfig(large_solved_threshold=0.5)) == 'above:0.5'
     with pytest.raises(ValueError, match='unknown role'): needed_fact('xl', {})
+
+def test_needed_fact_follows_the_rules(monkeypatch):
+    "The facts are derived from `assign_levels`: a changed rule changes them (here: level 2 needs medium = 1 only)."
+    from staged_rl import filtering
+    rules = filtering.assign_levels
+    def medium_full_only(rates, domain, fcfg=None, *, rng=None):
+        lv = rules(rates, domain, fcfg, rng=rng)
+        return lv - {2} if rates.get('medium') is not None and rates['medium'] < 1 and rates.get('small') == 0 else lv
+    monkeypatch.setattr(scoring, 'assign_levels', medium_full_only); scoring._fact.cache_clear()
+    try: assert needed_fact('medium', {'small': 0, 'strongest': 1}) == 'full'
+    finally: monkeypatch.undo(); scoring._fact.cache_clear()
+    assert needed_fact('medium', {'small': 0, 'strongest': 1}) == 'positive'
+
+def test_rules_see_classes_only():
+    "`needed_fact` assumes `assign_levels` tells rates apart only by class (0, (0, t], (t, 1), 1)."
+    r = random.Random(1)
+    for _ in range(3000):
+        t, u = r.choice([0.0, 0.25, 0.5, 1.0]), r.random()
+        f = FilterConfig(large_solved_threshold=t)
+        rates = {role: r.choice([0.0, 1.0, r.random()]) for role in ROLES if r.random() < 0.9}
+        rep = {role: scoring._class_rate(v, t) for role, v in rates.items()}
+        for dom in ('math', 'code'):
+            assert scoring.assign_levels(rates, dom, f, rng=scoring._Draw(u)) == scoring.assign_levels(rep, dom, f, rng=scoring._Draw(u)), (rates, t)
 
 @pytest.mark.parametrize('fact,scores,k,expected', [
     ('positive', [0, 0, 1], 16, True), ('positive', [0] * 15, 16, False), ('positive', [0] * 16, 16, True),
@@ -83,6 +112,8 @@ def test_store_cut_line(tmp_path):
 def test_signatures_change_with_settings():
     a, b = role_signatures(load_config('smoke')), role_signatures(load_config('smoke', ['scoring.k=8']))
     assert all(a[r] != b[r] for r in ROLES)
+    d = role_signatures(load_config('smoke', ['rewards.code_timeout_s=30']))  # other reward settings: other grades
+    assert all(a[r] != d[r] for r in ROLES) and role_signatures(load_config('smoke', ['rewards.workers=7'])) == a
     c = role_signatures(load_config('smoke', ['ladder.large=other/model']))
     assert [a[r] == c[r] for r in ROLES] == [True, True, False, True]
 
@@ -105,9 +136,9 @@ def killing_factory(after, seen):
         gen = eng.generate
         def generate(prompts, n, sp):
             if len(seen) >= after: raise KeyboardInterrupt('killed')
-            seen.append((role, tuple(prompts))); return gen(prompts, n, sp)
+            seen.append((role, tuple(text_of(p) for p in prompts))); return gen(prompts, n, sp)
         eng.generate = generate
-        return eng, None, lambda: None
+        return eng, CharTok(), lambda: None
     return make
 
 @pytest.mark.parametrize('adaptive,after', [(False, 3), (False, 6), (True, 5), (True, 12)])
@@ -144,7 +175,7 @@ def test_bad_grader_and_ids(tmp_path):
     pool, cfg = fake_pool(4), load_config('smoke', CFG)
     with pytest.raises(ValueError, match='unique'): score_pool(pool + pool[:1], cfg, tmp_path/'s.jsonl', make_engine=fake_factory, score_fn=fake_score)
     with pytest.raises(ValueError, match=r'in \[0, 1\]'):
-        score_pool(pool, cfg, tmp_path/'s.jsonl', make_engine=fake_factory, score_fn=lambda ps, ts, workers: [3.0] * len(ts), progress=False)
+        score_pool(pool, cfg, tmp_path/'s.jsonl', make_engine=fake_factory, score_fn=lambda ps, ts: [3.0] * len(ts), progress=False)
 
 # ---- the real engine on a random tiny Qwen2: reproducible and resumable ---------------------------------------------
 def test_resume_with_hf_engine(tmp_path):
@@ -153,8 +184,8 @@ def test_resume_with_hf_engine(tmp_path):
     model, tok = toy_lm(eos_bias=3.0)
     model.save_pretrained(tmp_path/'m'); tok.save_pretrained(tmp_path/'m')
     pool = fake_pool(6, seed=2)
-    def grade(problems, texts, workers=1): return [float(len(t) % 3 == 0) if p.domain == 'math' else (len(t) % 5) / 4 for p, t in zip(problems, texts)]
-    cfg = load_config('smoke', ['scoring.k=4', 'scoring.batch_prompts=3', 'scoring.max_new_tokens=12', 'scoring.roles=[small]',
+    def grade(problems, texts): return [float(len(t) % 3 == 0) if p.domain == 'math' else (len(t) % 5) / 4 for p, t in zip(problems, texts)]
+    cfg = load_config('smoke', ['scoring.k=4', 'scoring.batch_prompts=3', 'scoring.sampling.max_new_tokens=12', 'scoring.roles=[small]',
                                 f'ladder.small={tmp_path/"m"}', 'model.device=cpu'])
     factory = scoring.default_engine_factory(cfg)
     full = score_pool(pool, cfg, tmp_path/'a.jsonl', make_engine=factory, score_fn=grade, progress=False)
@@ -176,24 +207,20 @@ def test_cmd_score_with_fakes(tmp_path, capsys, monkeypatch):
     pool = fake_pool(12)
     src = tmp_path/'pool.jsonl'; save_problems(pool, src)
     monkeypatch.setattr(scoring, 'default_engine_factory', lambda cfg: fake_factory)
-    monkeypatch.setattr(scoring, 'default_score_fn', lambda cfg: fake_score)
+    monkeypatch.setattr(scoring, 'grade', lambda ps, ts, rewards_cfg, reward_fn=None: fake_score(ps, ts))  # the verifiers' stand-in
     over = [f'output.dir={tmp_path}', f'data.pool=["{src}"]', 'scoring.adaptive=true', 'scoring.round_size=2', 'scoring.k=8']
     assert cmd_score(['smoke'] + over) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last['problems'] == 12 and last['budget'] == 12 * 4 * 8 and last['rollouts'] + last['saved'] == last['budget']
-    from staged_rl.filtering import cmd_filter
+    from staged_rl.scoring import cmd_filter
     assert cmd_filter(['smoke'] + over) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])['counts']
     assert counts['unscored'] == {'math': 0, 'code': 0}
 
-# ---- the smoke ladder with the real verifiers (needs staged_rl.tiny and staged_rl.rewards) ---------------------------
-needs_world = pytest.mark.skipif(importlib.util.find_spec('staged_rl.tiny') is None or importlib.util.find_spec('staged_rl.rewards') is None,
-                                 reason='staged_rl.tiny / staged_rl.rewards not available yet')
-
-@needs_world
+# ---- the smoke ladder with the real verifiers ------------------------------------------------------------------------
 def test_adaptive_on_smoke_ladder(tmp_path):
     from staged_rl.filtering import load_pool
-    base = [f'output.dir={tmp_path}', 'rewards.workers=2', 'scoring.max_new_tokens=32']
+    base = [f'output.dir={tmp_path}', 'rewards.workers=2', 'scoring.sampling.max_new_tokens=32']
     cfg = load_config('smoke', base)
     pool = load_pool(cfg)[::6]  # 12 of the 72 smoke problems keep this test short
     fixed = score_pool(pool, cfg, tmp_path/'fixed.jsonl', progress=False)
@@ -202,7 +229,27 @@ def test_adaptive_on_smoke_ladder(tmp_path):
     s = summarize(ad, len(pool), acfg.scoring.k, list(ROLES))
     agree = compare_levels(pool, rates_from_records(fixed), rates_from_records(ad), cfg.filtering)
     print('smoke ladder: saved', s['saved'], 'of', s['budget'], 'rollouts; agreement', agree)
-    assert s['saved'] > 0 and agree['problems'] == len(pool) and agree['identical'] is not None
+    assert s['budget'] == len(pool) * len(ROLES) * acfg.scoring.k and s['saved'] > 0 and s['rollouts'] + s['saved'] == s['budget']
+    assert compare_levels(pool, rates_from_records(fixed), rates_from_records(fixed), cfg.filtering) == \
+        {'problems': len(pool), 'identical': 1.0, 'level1': 1.0, 'level2': 1.0, 'level3': 1.0, 'discarded': 1.0}
+    assert agree['problems'] == len(pool) and abs(agree['identical'] * len(pool) - round(agree['identical'] * len(pool))) < 1e-2  # k of 12
+    # identical level sets agree on every level and on discarding: no per-level agreement can be below the overall one
+    assert all(agree[k] >= agree['identical'] for k in ('level1', 'level2', 'level3', 'discarded')), agree
+
+def test_compare_levels_values():
+    "Hand-made rates: which problems keep the same level set, per level and for discarding (levels by the paper's rules)."
+    pool = [Problem(i, 'math', f"problem {i}", '1') for i in 'abcde']
+    full = dict(small=0.0, medium=0.0, large=0.0, strongest=1.0)
+    a = {'a': {**full, 'small': 0.5, 'medium': 0.5},  # {1, 2, 3}
+         'b': {**full, 'medium': 1.0},                  # {2, 3}
+         'c': {**full, 'strongest': 0.0},               # discarded
+         'd': {**full, 'strongest': 0.5},               # {3}
+         'e': full}                                     # only in the first table: not compared
+    b = {**a, 'b': {**full, 'small': 0.5, 'medium': 1.0},  # {1, 3}: levels 1 and 2 differ
+         'c': {**full, 'strongest': 0.25}}                 # {3}: level 3 and discarding differ
+    del b['e']
+    assert compare_levels(pool, a, b) == {'problems': 4, 'identical': 0.5, 'level1': 0.75, 'level2': 0.75, 'level3': 0.75, 'discarded': 0.75}
+    assert compare_levels(pool, a, a)['identical'] == 1.0 and compare_levels(pool, a, {}) == {'problems': 0, 'identical': None}
 
 # ---- same reward settings as training ------------------------------------------------------------------------------
 def test_signature_includes_reward_settings():
@@ -210,14 +257,6 @@ def test_signature_includes_reward_settings():
     assert all(a[r] != b for r, b in role_signatures(load_config('smoke', ['rewards.code_timeout_s=30'])).items())
     assert all(a[r] != b for r, b in role_signatures(load_config('smoke', ['rewards.code_memory_mb=1024'])).items())
     assert role_signatures(load_config('smoke', ['rewards.workers=7'])) == a  # parallelism does not change a grade
-
-def test_default_grader_uses_cfg_rewards():
-    "A program that runs 1.5 s passes with code_timeout_s=10 and fails with code_timeout_s=0.5: scoring grades like training."
-    p = Problem('slow', 'code', 'print 1', None, {'kind': 'stdin', 'cases': [{'input': '', 'output': '1\n'}]})
-    resp = "```python\nimport time\ntime.sleep(1.5)\nprint(1)\n```"
-    fast = scoring.default_score_fn(load_config('smoke', ['rewards.code_timeout_s=0.5', 'rewards.workers=1']))
-    slow = scoring.default_score_fn(load_config('smoke', ['rewards.code_timeout_s=10', 'rewards.workers=1']))
-    assert (fast([p], [resp], workers=1), slow([p], [resp], workers=1)) == ([0.0], [1.0])
 
 # ---- engines from the config ------------------------------------------------------------------------------------------
 def test_engine_kind_and_vllm_kwargs():
@@ -246,9 +285,10 @@ class Stub(http.server.BaseHTTPRequestHandler):
         body = json.dumps({'choices': ch}).encode()
         self.send_response(200); self.send_header('Content-Type', 'application/json'); self.end_headers(); self.wfile.write(body)
 
-class CharTok:
+class CharTok1(CharTok):  # also single texts (the client tokenises one prompt at a time) and decoding
     bos_token = None
-    def __call__(self, text, add_special_tokens=True): return {'input_ids': [ord(c) for c in text]}
+    def __call__(self, texts, add_special_tokens=True):
+        return {'input_ids': [ord(c) for c in texts]} if isinstance(texts, str) else super().__call__(texts)
     def decode(self, ids): return ''.join(map(chr, ids))
 
 @pytest.fixture(scope='module')
@@ -260,7 +300,7 @@ def stub_url():
 
 def test_openai_client_retries(stub_url):
     from staged_rl.rollout import SamplingParams
-    eng = scoring.OpenAIEngine(stub_url, 'small', tokenizer=CharTok(), concurrency=2, max_retries=3, timeout_s=0.5, backoff_s=0.01)
+    eng = scoring.OpenAIEngine(stub_url, 'small', tokenizer=CharTok1(), concurrency=2, max_retries=3, timeout_s=0.5, backoff_s=0.01)
     Stub.plan[:] = ['429', '503', 'hang']; Stub.seen.clear()
     out = eng.generate(['ab'], 4, SamplingParams(seed=3))
     assert len(out[0]) == 4 and eng.stats['retries'] == 3 and Stub.seen[-1]['prompt'] == [97, 98] and Stub.seen[-1]['n'] == 4
@@ -269,7 +309,7 @@ def test_openai_client_retries(stub_url):
     Stub.plan[:] = ['404']
     with pytest.raises(scoring.ServerError, match='HTTP 404'): eng.generate(['ab'], 1, SamplingParams(seed=3))
     Stub.plan[:] = []
-    one = scoring.OpenAIEngine(stub_url, 'small', tokenizer=CharTok(), n_per_request=False)
+    one = scoring.OpenAIEngine(stub_url, 'small', tokenizer=CharTok1(), n_per_request=False)
     Stub.seen.clear(); assert len(one.generate(['ab', 'cd'], 3, SamplingParams(seed=3))[1]) == 3
     assert [r['n'] for r in Stub.seen] == [1] * 6 and len({r['seed'] for r in Stub.seen}) == 6  # a seed per (prompt, sample)
     eng.close(); one.close()
@@ -278,8 +318,8 @@ def test_server_scoring_resumes_without_loss_or_duplicates(stub_url, tmp_path):
     pool = fake_pool(15, seed=4)
     cfg = load_config('smoke', ['scoring.k=4', 'scoring.engine=openai', 'scoring.concurrency=3', 'scoring.roles=[small,strongest]', 'scoring.adaptive=true', 'scoring.round_size=2'])
     def factory(role, spec):
-        e = scoring.OpenAIEngine(stub_url, role, tokenizer=CharTok(), concurrency=3, max_retries=0)
-        return e, None, e.close
+        e = scoring.OpenAIEngine(stub_url, role, tokenizer=CharTok1(), concurrency=3, max_retries=0)
+        return e, CharTok1(), e.close
     store = tmp_path/'scores.jsonl'
     Stub.plan[:] = ['200'] * 9 + ['400'] * 200
     with pytest.raises(scoring.ServerError): score_pool(pool, cfg, store, make_engine=factory, score_fn=fake_score, progress=False)
@@ -334,7 +374,7 @@ def test_roles_in_their_own_processes(tmp_path):
     model, tok = toy_lm(eos_bias=3.0)
     model.save_pretrained(tmp_path/'m'); tok.save_pretrained(tmp_path/'m')
     pool = [Problem(f'q{i}', 'math', f'What is {i}+1?', str(i + 1)) for i in range(3)]
-    cfg = load_config('smoke', ['scoring.k=2', 'scoring.max_new_tokens=8', 'scoring.roles=[small,large]', f'ladder.small={tmp_path/"m"}',
+    cfg = load_config('smoke', ['scoring.k=2', 'scoring.sampling.max_new_tokens=8', 'scoring.roles=[small,large]', f'ladder.small={tmp_path/"m"}',
                                 f'ladder.large={tmp_path/"m"}', 'model.device=cpu', 'rewards.workers=1'])
     here = score_pool(pool, cfg, tmp_path/'a.jsonl', progress=False)
     apart = score_pool(pool, cfg, tmp_path/'b.jsonl', progress=False, isolate_roles=True)

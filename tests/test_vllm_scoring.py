@@ -84,7 +84,7 @@ def server(tmp_path_factory):
         log.close()
 
 def overrides(tmp, model, *extra):
-    return [f'output.dir={tmp}', 'scoring.max_new_tokens=48', 'scoring.batch_prompts=16', 'model.device=cpu', 'rewards.workers=2',
+    return [f'output.dir={tmp}', 'scoring.sampling.max_new_tokens=48', 'scoring.batch_prompts=16', 'model.device=cpu', 'rewards.workers=2',
             *[f'ladder.{r}={model}' for r in ('small', 'medium', 'large', 'strongest')], *extra]
 
 def served(url, *extra):  # `vllm serve FOLDER` serves the model under the folder's path: api_model stays '' (the ladder spec)
@@ -93,7 +93,7 @@ def served(url, *extra):  # `vllm serve FOLDER` serves the model under the folde
 def test_greedy_server_scoring_writes_the_same_level_files(server, tmp_path):
     "Greedy decoding removes the sampler: the server and the in-process engine must then give identical records and levels."
     url, model = server
-    base = overrides(tmp_path, model, 'scoring.k=1', 'scoring.round_size=1', 'scoring.temperature=0', 'scoring.roles=[small,large,strongest]')
+    base = overrides(tmp_path, model, 'scoring.k=1', 'scoring.round_size=1', 'scoring.sampling.temperature=0', 'scoring.roles=[small,large,strongest]')
     cfg = load_config('smoke', base)
     pool = load_pool(cfg)[::3]
     hf = score_pool(pool, cfg, tmp_path/'hf.jsonl', progress=False)
@@ -111,7 +111,7 @@ def test_sampled_rates_differ_only_by_sampling_noise(server, tmp_path):
     differ, means agree within the sampling noise (measured: 24 problems x k=8, 11 of 24 rates equal, mean pass
     rate 0.490 in process vs 0.497 served)."""
     url, model = server
-    base = overrides(tmp_path, model, 'scoring.k=8', 'scoring.round_size=1', 'scoring.temperature=0.6', 'scoring.roles=[small]')
+    base = overrides(tmp_path, model, 'scoring.k=8', 'scoring.round_size=1', 'scoring.sampling.temperature=0.6', 'scoring.roles=[small]')
     cfg = load_config('smoke', base)
     pool = load_pool(cfg)[::3]
     a = rates_from_records(score_pool(pool, cfg, tmp_path/'hf.jsonl', progress=False))
@@ -125,7 +125,7 @@ def test_sampled_rates_differ_only_by_sampling_noise(server, tmp_path):
 def test_server_scoring_survives_sigkill(server, tmp_path):
     "A scoring process killed with SIGKILL mid-run: the rerun completes the store, nothing lost or written twice."
     url, model = server
-    over = overrides(tmp_path, model, 'scoring.k=8', 'scoring.round_size=2', 'scoring.temperature=0.6', 'scoring.adaptive=true',
+    over = overrides(tmp_path, model, 'scoring.k=8', 'scoring.round_size=2', 'scoring.sampling.temperature=0.6', 'scoring.adaptive=true',
                      'scoring.roles=[small,strongest]') + served(url, 'scoring.concurrency=2')
     cfg = load_config('smoke', over)
     pool = load_pool(cfg)[::2]
