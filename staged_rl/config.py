@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #5b370fd6
 from __future__ import annotations
-import copy, hashlib, json, os, sys, types, typing
+import copy, datetime, hashlib, json, os, sys, types, typing
 import numpy as np
 from dataclasses import dataclass, field, fields, is_dataclass, asdict, MISSING
 from pathlib import Path
@@ -177,6 +177,13 @@ class StageConfig:
         _check(self.entropy_coef is None or self.entropy_coef >= 0, 'entropy_coef', self.entropy_coef, 'a float >= 0')
 
 # %% ../nbs/00_config.ipynb #7533d6f8
+def _iso_date_ok(s:str) -> bool:
+    "True for '' or a valid ISO date `YYYY-MM-DD`."
+    import datetime
+    if s == '': return True
+    try: datetime.date.fromisoformat(s); return len(s) == 10
+    except (TypeError, ValueError): return False
+
 @dataclass
 class EvalSet:
     "A held-out benchmark and how many samples each problem gets."
@@ -184,7 +191,12 @@ class EvalSet:
     source: str = 'tiny:math_heldout'  # path, benchmark name or tiny pool
     k: int = 4  # samples per problem; pass@1 is their mean (paper: 16 for AIME/MATH-500, 4 for LiveCodeBench)
     limit: typing.Optional[int] = None  # evaluate on the first `limit` problems only
-    def __post_init__(self): _check(self.k >= 1, 'k', self.k, 'an int >= 1')
+    date_from: str = ''  # keep problems whose `contest_date` is on or after this ISO date ('' = no bound; LiveCodeBench)
+    date_to: str = ''  # keep problems whose `contest_date` is on or before this ISO date ('' = no bound)
+    def __post_init__(self):
+        _check(self.k >= 1, 'k', self.k, 'an int >= 1')
+        for n in ('date_from', 'date_to'): _check(_iso_date_ok(getattr(self, n)), n, getattr(self, n), "'' or an ISO date YYYY-MM-DD")
+        _check(not (self.date_from and self.date_to) or self.date_from <= self.date_to, 'date_to', self.date_to, f'a date on or after date_from ({self.date_from})')
 
 @dataclass
 class EvalConfig:
@@ -223,8 +235,29 @@ class ScoringConfig:
     adaptive: bool = False  # stop sampling a problem once its level-relevant outcome is settled
     round_size: int = 4  # with adaptive: samples per round
     batch_prompts: int = 32  # problems per generation call
+    engine: str = 'auto'  # auto (= `model.engine`) | hf | vllm (in-process, one process per role) | openai (a server)
+    base_url: str = 'http://127.0.0.1:8000/v1'  # openai: the server's OpenAI-compatible root (vllm serve, sglang, a hosted API)
+    api_model: str = ''  # openai: model name at the server; '' uses the ladder role's spec (what `vllm serve SPEC` serves)
+    api_key_env: str = 'OPENAI_API_KEY'  # openai: environment variable holding the API key (unset: no key sent)
+    concurrency: int = 8  # openai: requests in flight at once
+    max_retries: int = 5  # openai: retries of a request on 429, 5xx, connection errors and timeouts (exponential backoff)
+    request_timeout_s: float = 600.0  # openai: seconds before a request counts as timed out (then retried)
+    n_per_request: bool = True  # openai: ask for n samples in one request; False sends one request per sample
+    token_prompts: bool = True  # openai: send prompts as token ids (vLLM accepts them); False sends text
+    tensor_parallel_size: int = 1  # vllm: GPUs per ladder model (a 32B model in bf16 needs 2+ 80 GB GPUs)
+    gpu_memory_utilization: float = 0.9  # vllm: share of GPU memory the engine may take (scoring runs alone)
+    max_model_len: typing.Optional[int] = None  # vllm: context length (None: the model's); prompt + max_new_tokens must fit
+    role_process: bool = True  # vllm: score each ladder role in its own spawned process so its GPU memory is returned
     def __post_init__(self):
         _check(self.k >= 1, 'k', self.k, 'an int >= 1')
+        _check(self.engine in ('auto', 'hf', 'vllm', 'openai'), 'engine', self.engine, 'auto, hf, vllm, openai')
+        _check(self.concurrency >= 1, 'concurrency', self.concurrency, 'an int >= 1')
+        _check(self.max_retries >= 0, 'max_retries', self.max_retries, 'an int >= 0')
+        _check(self.request_timeout_s > 0, 'request_timeout_s', self.request_timeout_s, 'a float > 0')
+        _check(self.tensor_parallel_size >= 1, 'tensor_parallel_size', self.tensor_parallel_size, 'an int >= 1')
+        _check(0 < self.gpu_memory_utilization <= 1, 'gpu_memory_utilization', self.gpu_memory_utilization, 'a float in (0, 1]')
+        _check(self.max_model_len is None or self.max_model_len >= 1, 'max_model_len', self.max_model_len, 'None or an int >= 1')
+        _check(self.base_url.startswith(('http://', 'https://')), 'base_url', self.base_url, 'an http(s):// URL')
         _check(all(r in ROLES for r in self.roles), 'roles', self.roles, f'a list drawn from {list(ROLES)}')
         _check(1 <= self.round_size <= self.k, 'round_size', self.round_size, 'an int in [1, k]')
 
@@ -338,6 +371,7 @@ def _convert(value, tp, path:str):
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int): raise ConfigError(path, f"got {value!r}; allowed: an int")
         return value
+    if tp is str and isinstance(value, datetime.date): return value.isoformat()  # YAML files read 2024-08-01 as a date
     if tp in (str, bool) and not isinstance(value, tp): raise ConfigError(path, f"got {value!r}; allowed: a {tp.__name__}")
     return value
 
@@ -400,17 +434,18 @@ PRESETS = {
                   'gradient_checkpointing': True},
         'ladder': {'small': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B', 'medium': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-7B',
                    'large': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-32B', 'strongest': 'deepseek-ai/DeepSeek-R1'},
-        'data': {'pool': ['your-pool.jsonl']},
+        'data': {'pool': ['PRIME-RL/Eurus-2-RL-Data:code']},  # code is scored by the ladder; math levels come released (AM-Math-Difficulty-RL)
         'sampling': {'temperature': 1.0, 'max_new_tokens': 16384},
         'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 64, 'max_tokens_per_micro_batch': 32768,
                  'kl_coef': 0.001, 'entropy_coef': 0.001},  # token budget: see nbs/07_trainer.ipynb, 'Paper scale'
-        'stages': [_stage('stage1', [('level:2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
-                   _stage('stage2', [('level:3', 1.0)], max_steps=500, max_new_tokens=24576, entropy_coef=0.0, mask_truncated=True)],
+        'stages': [_stage('stage1', [('a-m-team/AM-Math-Difficulty-RL:level2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
+                   _stage('stage2', [('a-m-team/AM-Math-Difficulty-RL:level3', 1.0)], max_steps=500, max_new_tokens=24576, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'aime2024', 'source': 'aime2024', 'k': 16}, {'name': 'math500', 'source': 'math500', 'k': 16},
-                          {'name': 'livecodebench', 'source': 'livecodebench', 'k': 4}],
+                          {'name': 'livecodebench', 'source': 'livecodebench', 'k': 4, 'date_from': '2024-08-01', 'date_to': '2025-01-31'}],
                  'sampling': {'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768}, 'every': 20},
         'rewards': {'workers': 16},
-        'scoring': {'k': 16, 'sampling': {'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768}},
+        'scoring': {'k': 16, 'sampling': {'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768}, 'adaptive': True, 'engine': 'vllm',
+                    'max_model_len': 34816, 'gpu_memory_utilization': 0.9},  # 32B: scoring.tensor_parallel_size=2; R1: engine=openai
         'vllm': {'gpu_memory_utilization': 0.35, 'max_model_len': 33792, 'dtype': 'bfloat16', 'enable_sleep_mode': True,  # arithmetic: nbs/05_rollout.ipynb
                  'max_num_batched_tokens': 16384, 'enable_prefix_caching': True},
         'output': {'dir': 'runs/paper-1.5b', 'save_every': 20},
@@ -421,7 +456,8 @@ PRESETS = {
 def _parse_value(text:str):
     "Read an override value: YAML scalars and collections, plus `1e-6`-style floats."
     try: v = yaml.safe_load(text)
-    except yaml.YAMLError: return text
+    except (yaml.YAMLError, ValueError): return text  # ValueError: an impossible date such as 2024-13-01
+    if isinstance(v, datetime.date): return text.strip()  # dates stay ISO strings (`eval.sets.N.date_from`)
     if isinstance(v, str):
         try: return float(v)
         except ValueError: return v

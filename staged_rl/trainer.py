@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .config import Config, ConfigError, EvalSet, GRPOConfig, load_config, get_device, seed_everything, derive_seed
-from .data import Problem, load_problems, prompt_ids, cfg_levels_dir
+from .data import Problem, load_problems, load_eval_problems, prompt_ids, cfg_levels_dir
 from .rollout import SamplingParams, make_engine
 from .rewards import grade
 from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head
@@ -223,8 +223,8 @@ _EVAL_PROBLEMS = {}
 
 def eval_problems(es:EvalSet, cfg:Config) -> list[Problem]:
     "The problems of an evaluation set (cached per process)."
-    key = (es.source, es.limit, repr(cfg.tiny), str(cfg_levels_dir(cfg)))
-    if key not in _EVAL_PROBLEMS: _EVAL_PROBLEMS[key] = list(load_problems(es.source, limit=es.limit, cfg=cfg))
+    key = (es.source, es.limit, es.date_from, es.date_to, repr(cfg.tiny), str(cfg_levels_dir(cfg)))
+    if key not in _EVAL_PROBLEMS: _EVAL_PROBLEMS[key] = list(load_eval_problems(es, cfg))  # contest_date window, then limit
     return _EVAL_PROBLEMS[key]
 
 def evaluate_set(engine, tokenizer, es:EvalSet, cfg:Config, seed:int=0, reward_fn=None,
