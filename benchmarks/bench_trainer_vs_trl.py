@@ -44,7 +44,7 @@ def make_model(kind: str, folder: Path):
         return folder, [Problem(f'q{i}', 'math', p, '0') for i, p in enumerate(PROMPTS)], False
     from staged_rl.config import load_config
     from staged_rl.data import load_problems
-    from staged_rl.tiny import resolve_model
+    from staged_rl.models import resolve_model
     cfg = load_config('tiny-cpu')
     return Path(resolve_model('tiny:small', cfg)), load_problems('tiny:math', cfg=cfg)[:40], True
 

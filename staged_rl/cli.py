@@ -76,9 +76,8 @@ def cmd_score(a) -> int:
     from staged_rl.filtering import load_pool
     cfg = _cfg(a)
     if a.import_file:
-        if not hasattr(scoring, 'import_rates'): raise UsageError("score --import: this version of staged_rl.scoring has no import_rates")
         if not Path(a.import_file).is_file(): raise UsageError(f"score --import {a.import_file}: no such file")
-        with bad_input(f"score --import {a.import_file}: "): counts = scoring.import_rates(cfg, a.import_file)
+        with bad_input(): counts = scoring.import_rates(cfg, a.import_file)
         print(json.dumps({'imported': counts, 'store': str(scoring.scores_path(cfg))})); return 0
     with bad_input(): problems = load_pool(cfg)  # a bad row: `file:line: what is wrong`
     for role in cfg.scoring.roles: check_model(getattr(cfg.ladder, role), f"ladder.{role}")
@@ -93,7 +92,8 @@ def cmd_score(a) -> int:
 
 def cmd_filter(a) -> int:
     "Write the level files from the stored pass rates; print the counts, last line as JSON."
-    from staged_rl.filtering import write_levels, format_counts
+    from staged_rl.scoring import write_levels
+    from staged_rl.filtering import format_counts
     cfg = _cfg(a)
     with bad_input(): res = write_levels(cfg)
     print(f"pool: {res['problems']} problems, {res['rated']} with pass rates ({res['scores']})\n{format_counts(res['counts'])}\n"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import ast, builtins, functools, json, math, re, time
 from dataclasses import asdict
 from .math_reward import answer_region, shared_pool
-from .sandbox import SandboxLimits, Session, run_stdin, become_sandbox_host, isolation_layers
+from .sandbox import SandboxLimits, Session, run_stdin, become_sandbox_host, isolation_layers, package_paths
 
 # %% auto #0
 __all__ = ['JUDGE_IMPORTS', 'extract_code', 'check_tests', 'CandidateFailed', 'Candidate', 'same_value', 'same_stdout',
-           'score_code_batch', 'score_code']
+           'score_code_batch', 'score_code', 'code_verdict']
 
 # %% ../nbs/03a_code_reward.ipynb #1176c23b
 _FENCE = re.compile(r'```[ \t]*([\w+.-]*)[^\n]*\n(.*?)```', re.S)
@@ -34,6 +34,8 @@ def _check_cases(cases, where:str):
         if not (isinstance(c, dict) and isinstance(c.get('input'), str) and isinstance(c.get('output'), str)):
             raise ValueError(f"{where}.cases[{i}] must be {{'input': str, 'output': str}}, got {str(c)[:80]!r}")
 
+_LINKED = re.compile(r'\b(ListNode|TreeNode)\b|\bclass\s+Node\b|Definition for [^\n]{0,40}\b[Nn]ode\b')
+
 def check_tests(tests:dict, # a Problem's `tests`
                 where:str='tests', # name used in error messages
                ) -> dict:
@@ -43,9 +45,14 @@ def check_tests(tests:dict, # a Problem's `tests`
     if tests['kind'] == 'stdin': _check_cases(tests.get('cases'), where); return tests
     if not isinstance(tests.get('entry_point'), str) or not tests['entry_point'].strip():
         raise ValueError(f"{where}.entry_point must be a non-empty string")
-    if not isinstance(tests.get('prelude', '') or '', str): raise ValueError(f"{where}.prelude must be a string")
+    for k in ('prelude', 'starter_code'):
+        if not isinstance(tests.get(k, '') or '', str): raise ValueError(f"{where}.{k} must be a string")
     if 'cases' in tests: _check_cases(tests['cases'], where)
     elif not isinstance(tests.get('test'), str): raise ValueError(f"{where} needs 'test' (source of check(candidate)) or 'cases'")
+    for k in ('prelude', 'starter_code', 'test', 'entry_point'):
+        if m := _LINKED.search(tests.get(k) or ''):
+            raise ValueError(f"{where}: refused: its {k} uses {m.group(0).split()[-1]} (a linked list, tree or graph node); the grader passes "
+                             "only plain values in and out of the sandbox, so such problems would be mis-scored (drop the problem)")
     return tests
 
 # %% ../nbs/03a_code_reward.ipynb #ab36e5bd
@@ -92,7 +99,7 @@ class _Runner:
     "Calls into one sandboxed solution; restarts the sandbox after a hang or crash, gives up after `max_timeouts`."
     def __init__(self, code:str, imports:str, lim:SandboxLimits, n_cases:int):
         self.job, self.lim, self.n = {'mode': 'functional', 'code': code, 'imports': imports}, lim, n_cases
-        self.s, self.k, self.lost, self.dead = None, 0, 0, False
+        self.s, self.k, self.lost, self.dead, self.notes = None, 0, 0, False, []
         self.end = time.monotonic() + (lim.total_timeout_s or math.inf)
 
     def __call__(self, entry:str, args:tuple, kw:dict):
@@ -104,17 +111,26 @@ class _Runner:
         if kw: msg['kw'] = dict(kw)
         try: r = self.s.request(msg, min(self.lim.timeout_s, left))
         except (TypeError, ValueError) as e: raise CandidateFailed(f"cannot send the arguments: {e}") from None
-        if r is None: self._lose(); raise CandidateFailed("hung or crashed")
+        if r is None: self._lose(); self.note("a call hung or crashed the sandbox"); raise CandidateFailed("hung or crashed")
         if 'ok' in r:
             for a, new in zip(args, r.get('after') or []):
                 if new is not None: _update(a, new)
             return r['ok']
+        if r.get('exc') in ('ImportError', 'ModuleNotFoundError'): self.note(f"{r['exc']}: {r.get('msg', '')}")
         raise _EXC.get(r.get('exc'), CandidateFailed)(f"the solution raised {r.get('exc')}")
+
+    def note(self, text:str):
+        "Remember why something failed, once (the verdict's details)."
+        if text not in self.notes and len(self.notes) < 20: self.notes.append(text)
 
     def _start(self):
         s = Session(self.job, self.lim, self.n)
         r = s.start()
-        if r is None or 'ready' not in r: s.close(); self.dead = True; raise CandidateFailed(f"the solution did not load: {r}")
+        if r is None or 'ready' not in r:
+            s.close(); self.dead = True
+            why = f"{r['error']}: {r.get('msg', '')}" if r and 'error' in r else "it hung or crashed"
+            self.note(f"the solution did not load: {why}")
+            raise CandidateFailed(f"the solution did not load: {why}")
         self.s = s
 
     def _lose(self):
@@ -159,7 +175,7 @@ def _compile_check(prelude:str, test:str) -> tuple:
     except SyntaxError as e: raise ValueError(f"tests.prelude is not valid Python: {e}") from None
     return pre, _stubs(prelude), compile(tree, '<test>', 'exec'), param, steps
 
-def _grade_check(code:str, tests:dict, lim:SandboxLimits) -> float:
+def _grade_check(code:str, tests:dict, lim:SandboxLimits) -> tuple:
     prelude, imports = tests.get('prelude') or '', _imports(tests)
     pre, stubs, mod, param, steps = _compile_check(prelude, tests['test'])
     total = sum(c for c, _ in steps)
@@ -178,7 +194,7 @@ def _grade_check(code:str, tests:dict, lim:SandboxLimits) -> float:
                 continue
             passed += case
     finally: run.close()
-    return passed / total
+    return passed / total, run.notes
 
 # %% ../nbs/03a_code_reward.ipynb #1d63c9be
 def _literal(s:str, where:str):
@@ -196,12 +212,25 @@ def same_value(got, want) -> bool:
     "Return value equals expected value (tuples and lists alike)."
     return _listify(got) == _listify(want)
 
-def same_stdout(got:str, want:str) -> bool:
-    "stdout equals expected output up to trailing whitespace on each line and trailing blank lines."
-    lines = lambda s: [l.rstrip() for l in s.rstrip().splitlines()]
-    return lines(got) == lines(want)
+_NUM = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
 
-def _grade_io(code:str, tests:dict, lim:SandboxLimits) -> float:
+def _same_token(g:str, w:str, abs_tol:float, rel_tol:float) -> bool:
+    "Tokens equal as text, or (when `w` is a non-integer decimal number) numerically within the tolerance."
+    if g == w: return True
+    if not (abs_tol or rel_tol) or not _NUM.fullmatch(w) or not _NUM.fullmatch(g) or not any(c in w for c in '.eE'): return False
+    a, b = float(g), float(w)
+    return abs(a - b) <= max(abs_tol, rel_tol * abs(b))
+
+def same_stdout(got:str, # the program's stdout
+                want:str, # the expected output
+                abs_tol:float=0.0, # a number may differ from an expected non-integer number by this much...
+                rel_tol:float=0.0, # ...or by this fraction of it
+               ) -> bool:
+    "stdout equals expected output line by line, token by token (whitespace runs and trailing blank lines ignored)."
+    g, w = [l.split() for l in got.rstrip().splitlines()], [l.split() for l in want.rstrip().splitlines()]
+    return len(g) == len(w) and all(len(a) == len(b) and all(_same_token(x, y, abs_tol, rel_tol) for x, y in zip(a, b)) for a, b in zip(g, w))
+
+def _grade_io(code:str, tests:dict, lim:SandboxLimits) -> tuple:
     cases = [([_literal(l, f"tests.cases[{i}].input") for l in c['input'].splitlines() if l.strip()],
               _literal(c['output'], f"tests.cases[{i}].output")) for i, c in enumerate(tests['cases'])]
     run, passed = _Runner((tests.get('prelude') or '') + '\n' + code, _imports(tests), lim, len(cases)), 0
@@ -210,25 +239,37 @@ def _grade_io(code:str, tests:dict, lim:SandboxLimits) -> float:
             try: passed += same_value(run(tests['entry_point'], tuple(args), {}), want)
             except Exception: pass
     finally: run.close()
-    return passed / len(cases)
+    return passed / len(cases), run.notes
 
-def _grade_stdin(code:str, tests:dict, lim:SandboxLimits) -> float:
-    cases = tests['cases']
-    outs = run_stdin(code, [c['input'] for c in cases], lim)
-    return sum(st == 'ok' and same_stdout(out, c['output']) for (st, out), c in zip(outs, cases)) / len(cases)
+def _grade_stdin(code:str, tests:dict, lim:SandboxLimits) -> tuple:
+    cases, notes, passed = tests['cases'], [], 0
+    for i, ((st, out, err), c) in enumerate(zip(run_stdin(code, [c['input'] for c in cases], lim, with_errors=True), cases)):
+        ok = st == 'ok' and same_stdout(out, c['output'], lim.float_abs_tol, lim.float_rel_tol)
+        passed += ok
+        if not ok and len(notes) < 20: notes.append(f"case {i}: " + ('wrong answer' if st == 'ok' else st) + (f" ({err})" if err else ''))
+    return passed / len(cases), notes
 
 # %% ../nbs/03a_code_reward.ipynb #ec1fe5a4
 def _pool_warmup():
     "Make a fresh pool worker a sandbox host and probe its isolation layers, before its first deadline starts."
     become_sandbox_host(); isolation_layers()
 
-def _grade(code:str, tests:dict, limits:dict) -> float:
-    "Score one extracted program against its tests (runs in a pool worker)."
+def _judge(code:str, tests:dict, limits:dict) -> tuple:
+    "(score, details) of one extracted program against its tests (runs in a pool worker)."
     become_sandbox_host()
     lim = SandboxLimits(**limits)
     if tests['kind'] == 'stdin': return _grade_stdin(code, tests, lim)
     if 'cases' in tests: return _grade_io(code, tests, lim)
     return _grade_check(code, tests, lim)
+
+def _grade(code:str, tests:dict, limits:dict) -> float:
+    "Score of one extracted program (runs in a pool worker)."
+    return _judge(code, tests, limits)[0]
+
+def _verdict(code:str, tests:dict, limits:dict) -> dict:
+    "Score and details of one extracted program (runs in a pool worker)."
+    s, notes = _judge(code, tests, limits)
+    return {'score': s, 'details': notes}
 
 def _deadline(tests:dict, lim:SandboxLimits) -> float:
     "Last-resort wall-clock bound for grading one sample in a pool worker."
@@ -236,14 +277,15 @@ def _deadline(tests:dict, lim:SandboxLimits) -> float:
     budget = lim.total_timeout_s if lim.total_timeout_s is not None else (lim.timeout_s + 1) * n * 4
     return lim.startup_s * (2 + (lim.max_timeouts or n)) + budget + 30
 
-def _code_tasks(responses:list, tests:list, limits:SandboxLimits|None) -> tuple:
+def _code_tasks(responses:list, tests:list, limits:SandboxLimits|None, target:str='_grade') -> tuple:
     "(indices with a code block, pool tasks) for a batch."
     if len(responses) != len(tests): raise ValueError(f"{len(responses)} responses but {len(tests)} tests")
     for i, t in enumerate(tests): check_tests(t, f"tests[{i}]")
     lim = limits or SandboxLimits()
+    package_paths(lim.packages, lim.python)  # a missing allow-listed package fails here, before any work
     codes = [extract_code(r) for r in responses]
     idx = [i for i, c in enumerate(codes) if c is not None]
-    return idx, [('staged_rl.code_reward:_grade', (codes[i], tests[i], asdict(lim)), _deadline(tests[i], lim)) for i in idx]
+    return idx, [(f'staged_rl.code_reward:{target}', (codes[i], tests[i], asdict(lim)), _deadline(tests[i], lim)) for i in idx]
 
 def score_code_batch(responses:list, # model responses
                      tests:list, # one `Problem.tests` dict per response
@@ -262,3 +304,12 @@ def score_code(response:str, # model response
               ) -> float:
     "Fraction of test cases passed by the last python code block of `response` (0 without one)."
     return score_code_batch([response], [tests], workers=1, limits=limits)[0]
+
+def code_verdict(response:str, # model response
+                 tests:dict, # the problem's `tests`
+                 limits:SandboxLimits|None=None, # sandbox limits
+                ) -> dict:
+    "`{'score': ..., 'details': [why cases failed: load and import errors, crashes, wrong answers]}` for one response."
+    idx, tasks = _code_tasks([response], [tests], limits, '_verdict')
+    if not idx: return {'score': 0.0, 'details': ['no python code block in the answer']}
+    return shared_pool(1).run(tasks, default={'score': 0.0, 'details': ['the grader passed its deadline']}, workers=1)[0]

@@ -4,16 +4,17 @@
 
 # %% ../nbs/00_config.ipynb #5b370fd6
 from __future__ import annotations
-import copy, json, os, sys, types, typing
-from dataclasses import dataclass, field, fields, is_dataclass, asdict
+import copy, datetime, hashlib, json, os, sys, types, typing
+import numpy as np
+from dataclasses import dataclass, field, fields, is_dataclass, asdict, MISSING
 from pathlib import Path
 import yaml
 
 # %% auto #0
 __all__ = ['ROLES', 'PRESETS', 'ConfigError', 'ModelConfig', 'LadderConfig', 'TinyConfig', 'DataConfig', 'SamplingConfig',
            'GRPOConfig', 'DataSource', 'PlateauConfig', 'StageConfig', 'EvalSet', 'EvalConfig', 'RewardsConfig',
-           'ScoringConfig', 'FilterConfig', 'OutputConfig', 'Config', 'from_dict', 'apply_override', 'config_data',
-           'load_config', 'get_device', 'seed_everything', 'show_progress']
+           'ScoringConfig', 'FilterConfig', 'OutputConfig', 'VLLMConfig', 'Config', 'from_dict', 'apply_override',
+           'config_data', 'load_config', 'get_device', 'derive_seed', 'seed_everything', 'show_progress']
 
 # %% ../nbs/00_config.ipynb #449eedd6
 class ConfigError(ValueError):
@@ -94,8 +95,8 @@ class DataConfig:
 
 @dataclass
 class SamplingConfig:
-    "How training rollouts are sampled."
-    temperature: float = 1.0  # on-policy RL samples at temperature 1
+    "How responses are sampled: temperature, nucleus mass, length (training, evaluation and scoring each hold one)."
+    temperature: float = 1.0  # on-policy RL samples at temperature 1; 0 is greedy
     top_p: float = 1.0  # nucleus sampling mass
     max_new_tokens: int = 256  # max response length; a stage can override it (paper: 16k, then 24k)
     def __post_init__(self):
@@ -110,7 +111,9 @@ class GRPOConfig:
     lr: float = 1e-6  # AdamW learning rate
     n_samples: int = 16  # rollouts per prompt: the GRPO group size
     batch_prompts: int = 128  # prompts per step; a step trains on batch_prompts * n_samples responses
-    micro_batch: int = 8  # responses per forward/backward (gradient accumulation)
+    micro_batch: int = 8  # at most this many responses per forward/backward (gradient accumulation)
+    max_tokens_per_micro_batch: typing.Optional[int] = None  # and at most this many (padded) tokens; None: no token budget
+    logit_chunk_tokens: int = 512  # tokens per chunk of LM-head logits in the loss (memory ~ 3 x chunk x vocab x 4 bytes)
     kl_coef: float = 0.001  # weight of the k3 KL penalty to the reference model (0 skips the reference)
     entropy_coef: float = 0.001  # weight of the entropy bonus; a stage can override it (paper stage 2: 0)
     clip_eps: float = 0.2  # PPO clip range; inert when updates_per_batch == 1 (ratio is 1)
@@ -124,7 +127,9 @@ class GRPOConfig:
     def __post_init__(self):
         _check(self.lr > 0, 'lr', self.lr, 'a float > 0')
         _check(self.n_samples >= 2, 'n_samples', self.n_samples, 'an int >= 2 (GRPO needs a group to compare)')
-        for n in ('batch_prompts', 'micro_batch', 'updates_per_batch'): _check(getattr(self, n) >= 1, n, getattr(self, n), 'an int >= 1')
+        _check(self.max_tokens_per_micro_batch is None or self.max_tokens_per_micro_batch >= 1, 'max_tokens_per_micro_batch',
+               self.max_tokens_per_micro_batch, 'an int >= 1 or null')
+        for n in ('batch_prompts', 'micro_batch', 'updates_per_batch', 'logit_chunk_tokens'): _check(getattr(self, n) >= 1, n, getattr(self, n), 'an int >= 1')
         for n in ('kl_coef', 'entropy_coef', 'weight_decay', 'warmup_steps', 'max_refill_rounds'):
             _check(getattr(self, n) >= 0, n, getattr(self, n), 'a value >= 0')
         _check(0 < self.clip_eps < 1, 'clip_eps', self.clip_eps, 'a float in (0, 1)')
@@ -172,6 +177,13 @@ class StageConfig:
         _check(self.entropy_coef is None or self.entropy_coef >= 0, 'entropy_coef', self.entropy_coef, 'a float >= 0')
 
 # %% ../nbs/00_config.ipynb #7533d6f8
+def _iso_date_ok(s:str) -> bool:
+    "True for '' or a valid ISO date `YYYY-MM-DD`."
+    import datetime
+    if s == '': return True
+    try: datetime.date.fromisoformat(s); return len(s) == 10
+    except (TypeError, ValueError): return False
+
 @dataclass
 class EvalSet:
     "A held-out benchmark and how many samples each problem gets."
@@ -179,20 +191,21 @@ class EvalSet:
     source: str = 'tiny:math_heldout'  # path, benchmark name or tiny pool
     k: int = 4  # samples per problem; pass@1 is their mean (paper: 16 for AIME/MATH-500, 4 for LiveCodeBench)
     limit: typing.Optional[int] = None  # evaluate on the first `limit` problems only
-    def __post_init__(self): _check(self.k >= 1, 'k', self.k, 'an int >= 1')
+    date_from: str = ''  # keep problems whose `contest_date` is on or after this ISO date ('' = no bound; LiveCodeBench)
+    date_to: str = ''  # keep problems whose `contest_date` is on or before this ISO date ('' = no bound)
+    def __post_init__(self):
+        _check(self.k >= 1, 'k', self.k, 'an int >= 1')
+        for n in ('date_from', 'date_to'): _check(_iso_date_ok(getattr(self, n)), n, getattr(self, n), "'' or an ISO date YYYY-MM-DD")
+        _check(not (self.date_from and self.date_to) or self.date_from <= self.date_to, 'date_to', self.date_to, f'a date on or after date_from ({self.date_from})')
 
 @dataclass
 class EvalConfig:
     "Evaluation protocol (paper: temperature 0.6, top_p 0.95, 32k tokens)."
     sets: list[EvalSet] = field(default_factory=lambda: [EvalSet('math', 'tiny:math_heldout'), EvalSet('code', 'tiny:code_heldout')])
-    temperature: float = 0.6  # sampling temperature for evaluation
-    top_p: float = 0.95  # nucleus mass for evaluation
-    max_new_tokens: int = 32768  # max response length for evaluation
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.6, 0.95, 32768))  # the paper's evaluation protocol
     every: int = 10  # evaluate every N training steps (0: only at the start and the end)
+    final_sets: typing.Optional[list[EvalSet]] = None  # the sets of the final evaluation (after the last stage); None: `sets`
     def __post_init__(self):
-        _check(self.temperature >= 0, 'temperature', self.temperature, 'a float >= 0')
-        _check(0 < self.top_p <= 1, 'top_p', self.top_p, 'a float in (0, 1]')
-        _check(self.max_new_tokens >= 1, 'max_new_tokens', self.max_new_tokens, 'an int >= 1')
         _check(self.every >= 0, 'every', self.every, 'an int >= 0')
 
 # %% ../nbs/00_config.ipynb #96b3625e
@@ -203,26 +216,50 @@ class RewardsConfig:
     math_timeout_s: float = 5.0  # wall-clock bound for verifying one math answer
     code_timeout_s: float = 4.0  # wall-clock bound per code sample (all its test cases)
     code_memory_mb: int = 512  # address-space limit of the sandboxed program
+    code_packages: list = field(default_factory=lambda: ['sortedcontainers'])  # third-party modules solutions may import (as on LeetCode)
+    code_float_abs_tol: float = 1e-6  # stdin: absolute error allowed on an expected non-integer number
+    code_float_rel_tol: float = 1e-6  # stdin: relative error allowed on it (either suffices; both 0: exact text)
     def __post_init__(self):
         _check(self.workers >= 1, 'workers', self.workers, 'an int >= 1')
         for n in ('math_timeout_s', 'code_timeout_s', 'code_memory_mb'): _check(getattr(self, n) > 0, n, getattr(self, n), 'a value > 0')
+        for n in ('code_float_abs_tol', 'code_float_rel_tol'): _check(getattr(self, n) >= 0, n, getattr(self, n), 'a value >= 0')
+        _check(isinstance(self.code_packages, (list, tuple)) and all(isinstance(p, str) and p.isidentifier() for p in self.code_packages),
+               'code_packages', self.code_packages, 'a list of top-level module names')
 
 @dataclass
 class ScoringConfig:
     "Difficulty scoring: k samples of every pool problem under every ladder model."
     k: int = 16  # samples per (problem, model), as in the paper
     roles: list = field(default_factory=lambda: list(ROLES))  # ladder roles to score
-    temperature: float = 0.6  # sampling temperature while scoring
-    top_p: float = 0.95  # nucleus mass while scoring
-    max_new_tokens: int = 256  # response length while scoring
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(0.6, 0.95, 256))  # how the ladder samples while scoring
     adaptive: bool = False  # stop sampling a problem once its level-relevant outcome is settled
     round_size: int = 4  # with adaptive: samples per round
     batch_prompts: int = 32  # problems per generation call
+    engine: str = 'auto'  # auto (= `model.engine`) | hf | vllm (in-process, one process per role) | openai (a server)
+    base_url: str = 'http://127.0.0.1:8000/v1'  # openai: the server's OpenAI-compatible root (vllm serve, sglang, a hosted API)
+    api_model: str = ''  # openai: model name at the server; '' uses the ladder role's spec (what `vllm serve SPEC` serves)
+    api_key_env: str = 'OPENAI_API_KEY'  # openai: environment variable holding the API key (unset: no key sent)
+    concurrency: int = 8  # openai: requests in flight at once
+    max_retries: int = 5  # openai: retries of a request on 429, 5xx, connection errors and timeouts (exponential backoff)
+    request_timeout_s: float = 600.0  # openai: seconds before a request counts as timed out (then retried)
+    n_per_request: bool = True  # openai: ask for n samples in one request; False sends one request per sample
+    token_prompts: bool = True  # openai: send prompts as token ids (vLLM accepts them); False sends text
+    tensor_parallel_size: int = 1  # vllm: GPUs per ladder model (a 32B model in bf16 needs 2+ 80 GB GPUs)
+    gpu_memory_utilization: float = 0.9  # vllm: share of GPU memory the engine may take (scoring runs alone)
+    max_model_len: typing.Optional[int] = None  # vllm: context length (None: the model's); prompt + max_new_tokens must fit
+    role_process: bool = True  # vllm: score each ladder role in its own spawned process so its GPU memory is returned
     def __post_init__(self):
         _check(self.k >= 1, 'k', self.k, 'an int >= 1')
+        _check(self.engine in ('auto', 'hf', 'vllm', 'openai'), 'engine', self.engine, 'auto, hf, vllm, openai')
+        _check(self.concurrency >= 1, 'concurrency', self.concurrency, 'an int >= 1')
+        _check(self.max_retries >= 0, 'max_retries', self.max_retries, 'an int >= 0')
+        _check(self.request_timeout_s > 0, 'request_timeout_s', self.request_timeout_s, 'a float > 0')
+        _check(self.tensor_parallel_size >= 1, 'tensor_parallel_size', self.tensor_parallel_size, 'an int >= 1')
+        _check(0 < self.gpu_memory_utilization <= 1, 'gpu_memory_utilization', self.gpu_memory_utilization, 'a float in (0, 1]')
+        _check(self.max_model_len is None or self.max_model_len >= 1, 'max_model_len', self.max_model_len, 'None or an int >= 1')
+        _check(self.base_url.startswith(('http://', 'https://')), 'base_url', self.base_url, 'an http(s):// URL')
         _check(all(r in ROLES for r in self.roles), 'roles', self.roles, f'a list drawn from {list(ROLES)}')
         _check(1 <= self.round_size <= self.k, 'round_size', self.round_size, 'an int in [1, k]')
-        _check(0 < self.top_p <= 1, 'top_p', self.top_p, 'a float in (0, 1]')
 
 @dataclass
 class FilterConfig:
@@ -241,10 +278,44 @@ class OutputConfig:
     dir: str = 'runs/default'  # the run folder
     save_every: int = 10  # checkpoint every N steps (0: only at stage ends)
     keep_last: int = 2  # checkpoints kept on disk
+    log_with: list = field(default_factory=list)  # live trackers through accelerate: tensorboard, wandb, ... (files under `dir`)
+    collective_timeout_s: int = 10800  # timeout of collective operations between processes (a long evaluation waits in one)
     def __post_init__(self):
         _check(bool(self.dir), 'dir', self.dir, 'a non-empty path')
         _check(self.save_every >= 0, 'save_every', self.save_every, 'an int >= 0')
         _check(self.keep_last >= 1, 'keep_last', self.keep_last, 'an int >= 1')
+        _check(all(t in ('tensorboard', 'wandb', 'mlflow', 'comet_ml', 'aim', 'clearml', 'dvclive') for t in self.log_with), 'log_with',
+               self.log_with, 'a list drawn from tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive')
+        _check(self.collective_timeout_s >= 60, 'collective_timeout_s', self.collective_timeout_s, 'an int >= 60 (seconds)')
+
+# %% ../nbs/00_config.ipynb #46e387aa
+_VLLM_FIELDS = ('gpu_memory_utilization', 'max_model_len', 'tensor_parallel_size', 'dtype', 'enable_prefix_caching',
+                'enable_sleep_mode', 'max_num_batched_tokens', 'enforce_eager', 'seed')
+
+@dataclass
+class VLLMConfig:
+    "How the vLLM engine is built (`vllm.LLM` arguments); used when `model.engine` is `vllm`."
+    gpu_memory_utilization: float = 0.3  # share of the GPU for vLLM (weights + KV cache); the rest trains. CPU backend: share of RAM for the KV cache
+    max_model_len: typing.Optional[int] = None  # longest prompt + response in tokens; None: the model's own limit
+    tensor_parallel_size: int = 1  # GPUs per engine; 1 = one engine per training rank (colocated)
+    dtype: str = 'auto'  # auto (= the policy's dtype) | float32 | bfloat16 | float16
+    enable_prefix_caching: bool = True  # the n samples of a prompt (and repeated prompts) share its KV cache
+    enable_sleep_mode: bool = False  # free vLLM's GPU memory during the update (CUDA/ROCm/XPU only)
+    max_num_batched_tokens: typing.Optional[int] = None  # tokens per scheduler step (chunked prefill); None: vLLM's default
+    enforce_eager: bool = False  # no CUDA graphs: slower decoding, faster start and less memory
+    seed: int = 0  # vLLM's own seed (unseeded requests); engine k (rank // tensor_parallel_size) uses seed + k
+    extra: dict = field(default_factory=dict)  # more `vllm.LLM` keyword arguments, passed through
+    def __post_init__(self):
+        _check(0 < self.gpu_memory_utilization <= 1, 'gpu_memory_utilization', self.gpu_memory_utilization, 'a float in (0, 1]')
+        _check(self.max_model_len is None or self.max_model_len >= 1, 'max_model_len', self.max_model_len, 'an int >= 1 or null')
+        _check(self.tensor_parallel_size >= 1, 'tensor_parallel_size', self.tensor_parallel_size, 'an int >= 1')
+        _check(self.dtype in ('auto', 'float32', 'bfloat16', 'float16'), 'dtype', self.dtype, 'auto, float32, bfloat16, float16')
+        _check(self.max_num_batched_tokens is None or self.max_num_batched_tokens >= 1, 'max_num_batched_tokens',
+               self.max_num_batched_tokens, 'an int >= 1 or null')
+        _check(isinstance(self.extra, dict) and all(isinstance(k, str) for k in self.extra), 'extra', self.extra,
+               'a mapping of vllm.LLM keyword arguments')
+        clash = [k for k in self.extra if k in _VLLM_FIELDS or k == 'model']
+        _check(not clash, 'extra', self.extra, f"keys other than {', '.join(('model',) + _VLLM_FIELDS)} (set those fields directly)")
 
 # %% ../nbs/00_config.ipynb #453953ce
 @dataclass
@@ -263,6 +334,7 @@ class Config:
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     filtering: FilterConfig = field(default_factory=FilterConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     def __post_init__(self):
         _check(len(self.stages) > 0, 'stages', self.stages, 'at least one stage')
@@ -299,8 +371,16 @@ def _convert(value, tp, path:str):
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int): raise ConfigError(path, f"got {value!r}; allowed: an int")
         return value
+    if tp is str and isinstance(value, datetime.date): return value.isoformat()  # YAML files read 2024-08-01 as a date
     if tp in (str, bool) and not isinstance(value, tp): raise ConfigError(path, f"got {value!r}; allowed: a {tp.__name__}")
     return value
+
+def _over_default(cls, name:str, value):
+    "A partial section laid over the field's own default (`eval.sampling` keeps temperature 0.6 when only the length is given)."
+    f = next(f for f in fields(cls) if f.name == name)
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    if not (isinstance(value, dict) and is_dataclass(default)): return value
+    return {**{g.name: getattr(default, g.name) for g in fields(default)}, **value}
 
 def from_dict(cls, d:dict, # plain data, e.g. parsed YAML
               path:str='', # dotted prefix for error messages
@@ -309,7 +389,7 @@ def from_dict(cls, d:dict, # plain data, e.g. parsed YAML
     hints, names = typing.get_type_hints(cls), [f.name for f in fields(cls)]
     unknown = [k for k in d if k not in names]
     if unknown: raise ConfigError(f'{path}.{unknown[0]}' if path else unknown[0], f"unknown key; allowed keys: {', '.join(names)}")
-    kw = {k: _convert(v, hints[k], f'{path}.{k}' if path else k) for k, v in d.items()}
+    kw = {k: _convert(_over_default(cls, k, v), hints[k], f'{path}.{k}' if path else k) for k, v in d.items()}
     try: return cls(**kw)
     except ConfigError as e:
         raise ConfigError(f'{path}.{e.path}' if path else e.path, e.msg) from None
@@ -322,7 +402,8 @@ PRESETS = {
     'smoke': {  # seconds-scale: exercises every code path for tests
         'name': 'smoke', 'seed': 0,
         'tiny': {'n_math': 48, 'n_code': 24, 'n_heldout': 16, 'cache_dir': '~/.cache/staged_rl/tiny-smoke',
-                 'sft_steps': [150, 300, 600, 900], 'hidden_sizes': [32, 32, 32, 32], 'n_layers': [2, 2, 2, 2],
+                 'sft_steps': [150, 300, 600, 900], 'hidden_sizes': [64, 64, 64, 64],  # head size 32: vLLM runs them too
+                 'n_layers': [2, 2, 2, 2],
                  'max_math_steps': 3, 'max_code_steps': 2, 'max_digits': 1, 'sft_problems': 4000, 'sft_batch': 8, 'sft_lr': 5e-3},
         'sampling': {'max_new_tokens': 48},
         'grpo': {'lr': 1e-4, 'n_samples': 4, 'batch_prompts': 4, 'micro_batch': 16, 'entropy_coef': 0.001},
@@ -330,9 +411,10 @@ PRESETS = {
                    _stage('stage2', [('level:3', 1.0)], max_steps=2, max_new_tokens=64, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 2, 'limit': 8},
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 2, 'limit': 4}],
-                 'max_new_tokens': 64, 'every': 2},
-        'scoring': {'k': 4, 'round_size': 2, 'max_new_tokens': 48},
+                 'sampling': {'max_new_tokens': 64}, 'every': 2},
+        'scoring': {'k': 4, 'round_size': 2, 'sampling': {'max_new_tokens': 48}},
         'data': {'levels_dir': 'runs/smoke/levels'},  # the scoring run's levels: `train smoke output.dir=runs/x` finds them
+        'vllm': {'gpu_memory_utilization': 0.05, 'max_model_len': 512, 'max_num_batched_tokens': 8192, 'enforce_eager': True},  # small KV cache; prompts of a batch fit one scheduler step
         'output': {'dir': 'runs/smoke', 'save_every': 1},
     },
     'tiny-cpu': {  # the CPU reproduction: minutes per experiment on 2 cores
@@ -343,8 +425,8 @@ PRESETS = {
                    _stage('stage2', [('level:3', 1.0)], max_steps=20, max_new_tokens=144, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 4},
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 4, 'limit': 100}],  # grading code is the slow part
-                 'max_new_tokens': 192, 'every': 20},
-        'scoring': {'k': 16, 'round_size': 4, 'max_new_tokens': 128, 'adaptive': True},  # adaptive: see benchmarks/bench_adaptive_scoring.py
+                 'sampling': {'max_new_tokens': 192}, 'every': 20},
+        'scoring': {'k': 16, 'round_size': 4, 'sampling': {'max_new_tokens': 128}, 'adaptive': True},  # adaptive: see benchmarks/bench_adaptive_scoring.py
         'data': {'levels_dir': 'runs/tiny-cpu/levels'},
         'output': {'dir': 'runs/tiny-cpu', 'save_every': 5},
     },
@@ -354,16 +436,20 @@ PRESETS = {
                   'gradient_checkpointing': True},
         'ladder': {'small': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B', 'medium': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-7B',
                    'large': 'deepseek-ai/DeepSeek-R1-Distill-Qwen-32B', 'strongest': 'deepseek-ai/DeepSeek-R1'},
-        'data': {'pool': ['your-pool.jsonl'], 'levels_dir': 'runs/paper-1.5b/levels'},
+        'data': {'pool': ['PRIME-RL/Eurus-2-RL-Data:code'], 'levels_dir': 'runs/paper-1.5b/levels'},  # code is scored by the ladder; math levels come released (AM-Math-Difficulty-RL)
         'sampling': {'temperature': 1.0, 'max_new_tokens': 16384},
-        'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 4, 'kl_coef': 0.001, 'entropy_coef': 0.001},
-        'stages': [_stage('stage1', [('level:2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
-                   _stage('stage2', [('level:3', 1.0)], max_steps=500, max_new_tokens=24576, entropy_coef=0.0, mask_truncated=True)],
+        'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 64, 'max_tokens_per_micro_batch': 32768,
+                 'kl_coef': 0.001, 'entropy_coef': 0.001},  # token budget: see nbs/07_trainer.ipynb, 'Paper scale'
+        'stages': [_stage('stage1', [('a-m-team/AM-Math-Difficulty-RL:level2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
+                   _stage('stage2', [('a-m-team/AM-Math-Difficulty-RL:level3', 1.0)], max_steps=500, max_new_tokens=24576, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'aime2024', 'source': 'aime2024', 'k': 16}, {'name': 'math500', 'source': 'math500', 'k': 16},
-                          {'name': 'livecodebench', 'source': 'livecodebench', 'k': 4}],
-                 'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768, 'every': 20},
+                          {'name': 'livecodebench', 'source': 'livecodebench', 'k': 4, 'date_from': '2024-08-01', 'date_to': '2025-01-31'}],
+                 'sampling': {'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768}, 'every': 20},
         'rewards': {'workers': 16},
-        'scoring': {'k': 16, 'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768},
+        'scoring': {'k': 16, 'sampling': {'temperature': 0.6, 'top_p': 0.95, 'max_new_tokens': 32768}, 'adaptive': True, 'engine': 'vllm',
+                    'max_model_len': 34816, 'gpu_memory_utilization': 0.9},  # 32B: scoring.tensor_parallel_size=2; R1: engine=openai
+        'vllm': {'gpu_memory_utilization': 0.35, 'max_model_len': 33792, 'dtype': 'bfloat16', 'enable_sleep_mode': True,  # arithmetic: nbs/05_rollout.ipynb
+                 'max_num_batched_tokens': 16384, 'enable_prefix_caching': True},
         'output': {'dir': 'runs/paper-1.5b', 'save_every': 20},
     },
 }
@@ -372,7 +458,8 @@ PRESETS = {
 def _parse_value(text:str):
     "Read an override value: YAML scalars and collections, plus `1e-6`-style floats."
     try: v = yaml.safe_load(text)
-    except yaml.YAMLError: return text
+    except (yaml.YAMLError, ValueError): return text  # ValueError: an impossible date such as 2024-13-01
+    if isinstance(v, datetime.date): return text.strip()  # dates stay ISO strings (`eval.sets.N.date_from`)
     if isinstance(v, str):
         try: return float(v)
         except ValueError: return v
@@ -445,6 +532,24 @@ def get_device(spec:str='auto') -> 'torch.device':
     import torch
     if spec == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     return torch.device(spec)
+
+_PURPOSES = {'gen': 1, 'eval': 2, 'update': 3}  # the trainer's streams, numbered before purposes were hashed
+
+def _word(x) -> int:
+    "A non-negative int for one part of a seed: ints as they are, strings by a stable hash (never equal to a small int)."
+    if isinstance(x, bool) or not isinstance(x, (int, str)): raise TypeError(f"derive_seed: keys must be ints or strings, got {x!r}")
+    if isinstance(x, int):
+        if x < 0: raise ValueError(f"derive_seed: keys must be >= 0, got {x}")
+        return x
+    return 2**64 + int.from_bytes(hashlib.sha256(x.encode()).digest()[:8], 'big')
+
+def derive_seed(seed:int, # the run's seed (`cfg.seed`, or `cfg.filtering.seed`)
+                purpose:str, # which stream: 'gen', 'eval', 'update', 'score', 'level3', ...
+                *keys:int|str, # which draw of it: step, round, rank, a problem id...
+               ) -> int:
+    "A 31-bit seed determined by the run seed, a purpose and keys (the one seed derivation of the package)."
+    p = _PURPOSES[purpose] if purpose in _PURPOSES else _word(str(purpose))
+    return int(np.random.SeedSequence([_word(seed), p, *map(_word, keys)]).generate_state(1)[0]) & 0x7FFFFFFF
 
 def seed_everything(seed:int):
     "Seed python, numpy and torch."

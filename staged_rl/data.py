@@ -4,15 +4,19 @@
 
 # %% ../nbs/01_data.ipynb #ca281b3a
 from __future__ import annotations
-import base64, json, os, pickle, sys, warnings, zlib
+import base64, importlib, json, os, pickle, sys, warnings, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+from .code_reward import check_tests
+from .config import DataConfig
 
 # %% auto #0
-__all__ = ['DOMAINS', 'LAYOUTS', 'HUB_BENCHMARKS', 'SOURCE_RESOLVERS', 'MATH_TEMPLATE', 'CODE_TEMPLATE', 'Problem',
+__all__ = ['DOMAINS', 'LAYOUTS', 'HUB_BENCHMARKS', 'SOURCE_RESOLVERS', 'SOURCE_PLUGINS', 'AM_MATH_HUB', 'EURUS_HUB',
+           'LIVECODEBENCH_HUB', 'LIVECODEBENCH_FILES', 'AM_MATH_COLUMNS', 'MATH_TEMPLATE', 'CODE_TEMPLATE', 'Problem',
            'check_problem', 'detect_layout', 'row_to_problem', 'ProblemList', 'load_file', 'local_override',
            'load_hub_rows', 'load_benchmark', 'register_source', 'level_path', 'cfg_levels_dir', 'load_problems',
-           'save_problems', 'format_problem', 'build_prompt']
+           'save_problems', 'am_math_level', 'load_am_math', 'eurus_row_to_problem', 'load_eurus_code',
+           'load_livecodebench', 'load_eval_problems', 'format_problem', 'build_prompt', 'prompt_ids']
 
 # %% ../nbs/01_data.ipynb #90bc0bbc
 DOMAINS = ('math', 'code')
@@ -55,6 +59,7 @@ def check_problem(p:Problem) -> Problem:
         if 'cases' in t: _check_cases(t['cases'], 'tests.cases')
         elif not isinstance(t.get('test'), str) or 'def check' not in t['test']:
             raise ValueError("functional tests need `test` source defining check(candidate), or io `cases`")
+    check_tests(t, f"problem {p.id!r}: tests")  # the grader's own rules too (it refuses linked lists and trees)
     return p
 
 # %% ../nbs/01_data.ipynb #7c08a06f
@@ -93,7 +98,7 @@ def _row_livecodebench(r, i):
     cases = [{'input': c['input'], 'output': c['output']} for c in cases]
     starter = r.get('starter_code') or ''
     if meta.get('func_name'):
-        tests = {'kind': 'functional', 'entry_point': f"Solution().{meta['func_name']}", 'cases': cases, 'prelude': ''}
+        tests = {'kind': 'functional', 'entry_point': f"Solution().{meta['func_name']}", 'cases': cases, 'prelude': '', 'starter_code': starter}
     else: tests = {'kind': 'stdin', 'cases': cases}
     prompt = r['question_content'] + (f"\n\nStart from this code:\n```python\n{starter}\n```" if starter else '')
     info = {'platform': r.get('platform'), 'difficulty': r.get('difficulty'), 'contest_date': r.get('contest_date'), 'starter_code': starter}
@@ -181,12 +186,14 @@ HUB_BENCHMARKS = {  # name: (hub dataset id, config, split)
 }
 
 def local_override(name:str) -> Path|None:
-    "A local file standing in for benchmark `name`, from `STAGED_RL_<NAME>` or `STAGED_RL_DATA_DIR`."
+    "A local file (or folder) standing in for source `name`, from `STAGED_RL_<NAME>` or `STAGED_RL_DATA_DIR`."
     one = os.environ.get(f"STAGED_RL_{name.upper()}")
-    if one: return Path(one)
+    if one:
+        if not Path(one).exists(): raise FileNotFoundError(f"STAGED_RL_{name.upper()}={one}: no such file or folder")
+        return Path(one)
     d = os.environ.get('STAGED_RL_DATA_DIR')
     if d:
-        for suf in ('.jsonl', '.json', '.parquet'):
+        for suf in ('.jsonl', '.json', '.parquet', ''):
             if (Path(d)/f"{name}{suf}").exists(): return Path(d)/f"{name}{suf}"
     return None
 
@@ -208,6 +215,7 @@ def load_hub_rows(name:str, # a key of HUB_BENCHMARKS
 
 def load_benchmark(name:str, domain=None, limit=None, strict=True) -> ProblemList:
     "Load a named benchmark: a local override when set, else the Hub."
+    if name == 'livecodebench': return load_livecodebench(domain=domain, limit=limit, strict=strict)
     path = local_override(name)
     if path is not None: return load_file(path, domain, limit, strict)
     out = ProblemList()
@@ -221,6 +229,7 @@ def load_benchmark(name:str, domain=None, limit=None, strict=True) -> ProblemLis
 
 # %% ../nbs/01_data.ipynb #4cfe4d6b
 SOURCE_RESOLVERS = {}  # prefix -> fn(rest:str, cfg=Config|None, levels_dir=Path) -> list[Problem]
+SOURCE_PLUGINS = {'tiny': 'staged_rl.tiny'}  # prefix -> module that registers it when imported (on first use)
 
 def register_source(prefix:str, # e.g. 'tiny'
                     fn, # fn(rest, cfg=None, levels_dir=...) -> list[Problem]
@@ -258,7 +267,7 @@ def load_problems(source, # file path, benchmark name, `tiny:<pool>` or `level:<
     "Load problems from any source name."
     s = str(source)
     prefix = s.split(':', 1)[0] if ':' in s and not Path(s).exists() else None
-    if prefix == 'tiny' and 'tiny' not in SOURCE_RESOLVERS: import staged_rl.tiny  # registers itself
+    if prefix in SOURCE_PLUGINS and prefix not in SOURCE_RESOLVERS: importlib.import_module(SOURCE_PLUGINS[prefix])  # registers itself
     if prefix in SOURCE_RESOLVERS:
         if levels_dir is None: levels_dir = cfg_levels_dir(cfg) if cfg is not None else Path('levels')
         ps = SOURCE_RESOLVERS[prefix](s.split(':', 1)[1], levels_dir=levels_dir, cfg=cfg)
@@ -267,7 +276,7 @@ def load_problems(source, # file path, benchmark name, `tiny:<pool>` or `level:<
     if s in HUB_BENCHMARKS: return load_benchmark(s, domain, limit, strict)
     if Path(s).exists(): return load_file(s, domain, limit, strict)
     raise ValueError(f"unknown problem source {s!r}: not a file, not a benchmark ({', '.join(HUB_BENCHMARKS)}), "
-                     f"not a prefixed source ({', '.join(p + ':' for p in SOURCE_RESOLVERS)}, tiny:)")
+                     f"not a prefixed source ({', '.join(p + ':' for p in {**SOURCE_RESOLVERS, **SOURCE_PLUGINS})})")
 
 def save_problems(problems, # Problems to write
                   path, # a .jsonl file
@@ -279,6 +288,178 @@ def save_problems(problems, # Problems to write
         for p in problems: f.write(json.dumps(p.to_dict(), ensure_ascii=False) + '\n')
     os.replace(tmp, path)
     return path
+
+# %% ../nbs/01_data.ipynb #ae5dcea6
+AM_MATH_HUB = 'a-m-team/AM-Math-Difficulty-RL'
+EURUS_HUB = 'PRIME-RL/Eurus-2-RL-Data'
+LIVECODEBENCH_HUB = 'livecodebench/code_generation_lite'
+LIVECODEBENCH_FILES = ('test.jsonl', 'test2.jsonl', 'test3.jsonl', 'test4.jsonl', 'test5.jsonl', 'test6.jsonl')
+AM_MATH_COLUMNS = {'question': ('question', 'query', 'problem', 'prompt'),  # first present wins
+                   'answer': ('answer', 'ground_truth', 'gold_answer'),
+                   'level': ('level', 'difficulty', 'difficulty_level')}
+
+def _offline_error(name:str, hub_id:str, e:Exception) -> RuntimeError:
+    env = f"STAGED_RL_{name.upper()}"
+    return RuntimeError(f"cannot load {hub_id} from the Hub ({type(e).__name__}: {str(e)[:200]}). Offline, set {env}=<local file "
+                        f"or folder in the upstream layout> or STAGED_RL_DATA_DIR=<dir with {name}.jsonl, {name}.parquet or {name}/>")
+
+def _rows_from(path:Path):
+    "`(where, row)` of a local file, or of every .jsonl/.json/.parquet file in a folder (sorted by name)."
+    files = sorted(f for f in path.iterdir() if f.suffix in ('.jsonl', '.json', '.parquet')) if path.is_dir() else [path]
+    if not files: raise FileNotFoundError(f"{path}: no .jsonl, .json or .parquet file in this folder")
+    for f in files: yield from _iter_rows(f)
+
+def _hub_rows(name:str, hub_id:str, split:str='train'):
+    "`(where, row)` from the Hub through `datasets`; the offline error names the override variable."
+    try:
+        import datasets
+        ds = datasets.load_dataset(hub_id, split=split)
+    except Exception as e: raise _offline_error(name, hub_id, e) from None
+    for i, row in enumerate(ds): yield f"{hub_id}:row {i}", row
+
+def _pick(row:dict, names:tuple, what:str, where:str):
+    for n in names:
+        if n in row and row[n] is not None: return row[n]
+    raise ValueError(f"{where}: no {what} column; expected one of {list(names)}, found {sorted(row)}")
+
+def am_math_level(v, where:str='') -> int:
+    "The level 1, 2 or 3 of an AM-Math-Difficulty-RL row from `1`, `'1'`, `'level1'` or `'Level 1'`."
+    import re
+    m = re.fullmatch(r'\s*(?:level\s*_?)?([123])\s*', str(v), re.I) if not isinstance(v, bool) else None
+    if not m: raise ValueError(f"{where}: level {v!r}; expected 1, 2 or 3 (or 'level1'..'level3')")
+    return int(m.group(1))
+
+# %% ../nbs/01_data.ipynb #f2288247
+def load_am_math(levels=(1, 2, 3), # keep rows of these levels
+                 limit:int|None=None, # at most this many problems
+                 strict:bool=True, # raise on a bad row; else skip it (listed in `.skipped`)
+                ) -> ProblemList:
+    "Math problems of `a-m-team/AM-Math-Difficulty-RL` at `levels` (the level is in `meta['level']`)."
+    path = local_override('am_math')
+    rows = _rows_from(path) if path is not None else _hub_rows('am_math', AM_MATH_HUB)
+    out = ProblemList()
+    for i, (where, row) in enumerate(rows):
+        if limit is not None and len(out) >= limit: break
+        try:
+            if isinstance(row, Exception): raise row
+            lvl = am_math_level(_pick(row, AM_MATH_COLUMNS['level'], 'level', where), where)
+            if lvl not in levels: continue
+            q, a = _pick(row, AM_MATH_COLUMNS['question'], 'question', where), _pick(row, AM_MATH_COLUMNS['answer'], 'answer', where)
+            if isinstance(a, (int, float)) and not isinstance(a, bool): a = str(a)
+            meta = {'source': AM_MATH_HUB, 'level': lvl, 'levels': [lvl], 'row': i}
+            out.append(check_problem(Problem(f"am-math-{i}", 'math', q, a, None, meta)))
+        except ValueError as e:
+            msg = str(e) if str(e).startswith(where) else f"{where}: {e}"
+            if strict: raise ValueError(msg) from None
+            out.skipped.append((where, msg))
+    return out
+
+def _am_math_source(rest:str, cfg=None, levels_dir=None) -> ProblemList:
+    "`am-math:level2`, `am-math:all`, `am-math:level1,level2` (also under the Hub id as prefix)."
+    if rest == 'all': return load_am_math()
+    try: levels = tuple(am_math_level(x, f"source am-math:{rest}") for x in rest.split(','))
+    except ValueError: raise ValueError(f"source '{rest}' of {AM_MATH_HUB}: expected level1, level2, level3 (comma-separated) or all") from None
+    return load_am_math(levels)
+
+register_source('am-math', _am_math_source)
+register_source(AM_MATH_HUB, _am_math_source)
+
+# %% ../nbs/01_data.ipynb #d47dfa5a
+def _eurus_tests(gt, where:str) -> dict:
+    "Project tests from an Eurus code row's `reward_model.ground_truth` (JSON `{inputs, outputs[, fn_name]}`)."
+    t = json.loads(gt) if isinstance(gt, str) else gt
+    if not isinstance(t, dict) or not isinstance(t.get('inputs'), list) or not isinstance(t.get('outputs'), list):
+        raise ValueError(f"{where}: reward_model.ground_truth must hold {{'inputs': [...], 'outputs': [...]}}")
+    if len(t['inputs']) != len(t['outputs']) or not t['inputs']:
+        raise ValueError(f"{where}: ground_truth has {len(t['inputs'])} inputs and {len(t['outputs'])} outputs; expected the same non-zero number")
+    if t.get('fn_name'):
+        one = lambda o: o[0] if isinstance(o, list) and len(o) == 1 else o  # APPS wraps a return value in a list
+        cases = [{'input': '\n'.join(repr(a) for a in (i if isinstance(i, list) else [i])), 'output': repr(one(o))} for i, o in zip(t['inputs'], t['outputs'])]
+        return {'kind': 'functional', 'entry_point': t['fn_name'], 'cases': cases, 'prelude': ''}
+    text = lambda x: '\n'.join(map(str, x)) + '\n' if isinstance(x, list) else str(x)
+    return {'kind': 'stdin', 'cases': [{'input': text(i), 'output': text(o)} for i, o in zip(t['inputs'], t['outputs'])]}
+
+def eurus_row_to_problem(row:dict, where:str='') -> Problem|None:
+    "A code `Problem` from one `PRIME-RL/Eurus-2-RL-Data` row; None for a math row."
+    for k in ('data_source', 'prompt', 'ability', 'reward_model'):
+        if k not in row: raise ValueError(f"{where}: missing column {k!r}; an Eurus-2-RL-Data row has data_source, prompt, ability, reward_model, extra_info")
+    if row['ability'] not in ('code', 'coding'): return None
+    msgs = row['prompt']
+    if isinstance(msgs, str): msgs = json.loads(msgs)
+    users = [m['content'] for m in msgs if isinstance(m, dict) and m.get('role') == 'user']
+    if not users: raise ValueError(f"{where}: prompt has no user message")
+    extra = row.get('extra_info') or {}
+    pid = f"eurus-{extra.get('split', 'train')}-{extra['index']}" if 'index' in extra else f"eurus-{where.rsplit(' ', 1)[-1]}"
+    tests = _eurus_tests((row['reward_model'] or {}).get('ground_truth'), where)
+    return check_problem(Problem(pid, 'code', users[-1].strip(), None, tests, {'source': EURUS_HUB, 'data_source': row['data_source']}))
+
+def load_eurus_code(limit:int|None=None, strict:bool=True, split:str='train') -> ProblemList:
+    "The code rows of `PRIME-RL/Eurus-2-RL-Data` as `Problem`s (math rows are skipped)."
+    path = local_override('eurus_code')
+    rows = _rows_from(path) if path is not None else _hub_rows('eurus_code', EURUS_HUB, split)
+    out = ProblemList()
+    for where, row in rows:
+        if limit is not None and len(out) >= limit: break
+        try:
+            if isinstance(row, Exception): raise ValueError(f"{where}: {row}")
+            p = eurus_row_to_problem(row, where)
+            if p is not None: out.append(p)
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+            msg = str(e) if str(e).startswith(where) else f"{where}: {type(e).__name__}: {e}"
+            if strict: raise ValueError(msg) from None
+            out.skipped.append((where, msg))
+    return out
+
+def _eurus_source(rest:str, cfg=None, levels_dir=None) -> ProblemList:
+    if rest != 'code': raise ValueError(f"source {EURUS_HUB}:{rest}: only the code rows are loaded here (`{EURUS_HUB}:code` or `eurus:code`)")
+    return load_eurus_code()
+
+register_source('eurus', _eurus_source)
+register_source(EURUS_HUB, _eurus_source)
+
+# %% ../nbs/01_data.ipynb #5ff7651b
+def _in_window(date, date_from:str, date_to:str) -> bool:
+    d = str(date or '')[:10]
+    return (not date_from or d >= date_from) and (not date_to or d <= date_to)
+
+def load_livecodebench(date_from:str='', # keep contest_date >= this ISO date ('' = no bound)
+                       date_to:str='', # keep contest_date <= this ISO date
+                       domain=None, limit:int|None=None, strict:bool=True) -> ProblemList:
+    "LiveCodeBench problems from its released JSONL files (a local folder/file, else the Hub), in a contest-date window."
+    path = local_override('livecodebench')
+    if path is not None: files = [path/f for f in LIVECODEBENCH_FILES if (path/f).exists()] if path.is_dir() else [path]
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+            files = [Path(hf_hub_download(LIVECODEBENCH_HUB, f, repo_type='dataset')) for f in LIVECODEBENCH_FILES]
+        except Exception as e: raise _offline_error('livecodebench', LIVECODEBENCH_HUB, e) from None
+    if not files: raise FileNotFoundError(f"{path}: none of {list(LIVECODEBENCH_FILES)} in this folder")
+    out, seen = ProblemList(), set()
+    for f in files:
+        for where, row in _iter_rows(f):
+            if limit is not None and len(out) >= limit: return out
+            try:
+                if isinstance(row, Exception): raise row
+                if str(row.get('question_id')) in seen: continue
+                if (date_from or date_to) and not row.get('contest_date'): raise ValueError("no contest_date, but the eval set has a date window")
+                if not _in_window(row.get('contest_date'), date_from, date_to): continue
+                p = row_to_problem(row, where, domain)
+                seen.add(p.id); out.append(p)
+            except (ValueError, KeyError, TypeError) as e:
+                if strict: raise ValueError(f"{where}: {e}") from None
+                out.skipped.append((where, str(e)))
+    return out
+
+def load_eval_problems(es, # an `EvalSet`: source, limit, date_from, date_to
+                       cfg=None) -> ProblemList:
+    "The problems of one eval set, with its `contest_date` window applied before its limit."
+    if not (es.date_from or es.date_to): return load_problems(es.source, limit=es.limit, cfg=cfg)
+    if es.source == 'livecodebench': return load_livecodebench(es.date_from, es.date_to, limit=es.limit)
+    ps = load_problems(es.source, cfg=cfg)
+    bad = [p.id for p in ps if not p.meta.get('contest_date')]
+    if bad: raise ValueError(f"eval set {es.name!r}: date_from/date_to set, but {len(bad)} problem(s) of {es.source} have no meta.contest_date (e.g. {bad[0]!r})")
+    keep = [p for p in ps if _in_window(p.meta['contest_date'], es.date_from, es.date_to)]
+    return ProblemList(keep[:es.limit] if es.limit is not None else keep)
 
 # %% ../nbs/01_data.ipynb #fccd08fd
 MATH_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
@@ -292,13 +473,25 @@ def format_problem(p:Problem, template:str|None=None) -> str:
     hint = f" that defines `{ep.replace('Solution().', 'class Solution with method ')}`" if ep else " that reads stdin and writes stdout"
     return (template or CODE_TEMPLATE).format(problem=p.prompt, entry_point=ep or '', entry_hint=hint)
 
+def _chat(tokenizer, dc:DataConfig) -> bool:
+    "Whether prompts go through `tokenizer`'s chat template."
+    return bool(dc.chat_template and tokenizer is not None and getattr(tokenizer, 'chat_template', None))
+
 def build_prompt(p:Problem, # the problem
                  tokenizer=None, # wraps the text in its chat template when it has one
-                 template:str|None=None, # overrides the domain's default template
-                 chat:bool=True, # set False to skip the chat template
+                 data_cfg:DataConfig|None=None, # `cfg.data`: templates and whether to use the chat template
                 ) -> str:
     "The exact text the model is given for `p`."
-    text = format_problem(p, template)
-    if chat and tokenizer is not None and getattr(tokenizer, 'chat_template', None):
-        return tokenizer.apply_chat_template([{'role': 'user', 'content': text}], tokenize=False, add_generation_prompt=True)
+    dc = data_cfg or DataConfig()
+    text = format_problem(p, (dc.math_template if p.domain == 'math' else dc.code_template) or None)
+    if _chat(tokenizer, dc): return tokenizer.apply_chat_template([{'role': 'user', 'content': text}], tokenize=False, add_generation_prompt=True)
     return text
+
+def prompt_ids(problems:list, # `Problem`s
+               tokenizer, # the model's tokenizer
+               data_cfg:DataConfig|None=None, # `cfg.data`; None: the default templates, chat template on
+              ) -> list[list[int]]:
+    "The token ids of each problem's prompt (what engines sample from): the chat template's own BOS, never a second."
+    dc = data_cfg or DataConfig()
+    texts = [build_prompt(p, tokenizer, dc) for p in problems]
+    return [list(x) for x in tokenizer(texts, add_special_tokens=not _chat(tokenizer, dc))['input_ids']] if texts else []

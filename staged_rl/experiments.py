@@ -6,7 +6,8 @@
 from __future__ import annotations
 import json, math, statistics
 from pathlib import Path
-from .config import load_config, Config, show_progress
+from .config import load_config, Config, config_data, from_dict, show_progress
+from .data import level_path
 
 # %% auto #0
 __all__ = ['run_config', 'default_workers', 'run_step', 'runs_status', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves',
@@ -21,7 +22,6 @@ def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
                overrides:list=(), # more `key.sub=value` strings
               ) -> Config:
     "The preset's config for one run of an experiment."
-    from staged_rl.config import config_data, from_dict
     d = config_data(preset, [f'output.dir={Path(run_dir).resolve()}', f'seed={seed}', *overrides])
     if levels_dir is not None: d.setdefault('data', {})['levels_dir'] = str(Path(levels_dir).resolve())
     if stages is not None: d['stages'] = stages
@@ -36,7 +36,7 @@ def default_workers() -> int:
     return 1 if torch.cuda.is_available() else max(1, min(2, os.cpu_count() or 1))
 
 def _train_quiet(cfg:Config) -> list:
-    from staged_rl.trainer import train
+    from staged_rl.trainer import train  # torch and accelerate: loaded when a run starts, not by the figure helpers
     return train(cfg, resume=True, progress=False)
 
 def run_step(cfg:Config) -> int:
@@ -171,7 +171,6 @@ def level_size(levels_dir, # folder of level files
                domain:str|None=None, # 'math', 'code', or None for both
               ) -> int:
     "Number of problems in a level file (0 when it is missing)."
-    from staged_rl.data import level_path
     doms = [domain] if domain else ['math', 'code']
     paths = [level_path(levels_dir, level, d) for d in doms]
     return sum(sum(1 for l in open(p) if l.strip()) for p in paths if p.exists())

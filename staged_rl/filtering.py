@@ -4,23 +4,22 @@
 
 # %% ../nbs/09_filtering.ipynb #3bec05ea
 from __future__ import annotations
-import hashlib, json, random, sys
+import random
 from collections import Counter
 from pathlib import Path
-from .config import ROLES, FilterConfig, load_config
+from .config import ROLES, FilterConfig, derive_seed
 from .data import DOMAINS, Problem, load_problems, save_problems, level_path, cfg_levels_dir
 
 # %% auto #0
 __all__ = ['problem_rng', 'assign_levels', 'levels_for_pool', 'level_counts', 'build_levels', 'level_rewards', 'load_pool',
-           'format_counts', 'write_levels']
+           'format_counts']
 
 # %% ../nbs/09_filtering.ipynb #594ed257
 def problem_rng(seed:int, # `cfg.filtering.seed`
                 pid:str, # the problem's id
                ) -> random.Random:
     "A random generator seeded from `(seed, pid)` only: the same draw whatever the pool's order."
-    h = hashlib.sha256(f"{seed}:{pid}".encode()).digest()
-    return random.Random(int.from_bytes(h[:8], 'big'))
+    return random.Random(derive_seed(seed, 'level3', str(pid)))
 
 # %% ../nbs/09_filtering.ipynb #247cf1e4
 def _partial(x) -> bool: return x is not None and 0 < x < 1
@@ -35,12 +34,11 @@ def _check_rates(rates:dict):
 
 def assign_levels(rates:dict, # role -> pass rate in [0, 1]; a missing role (or None) is not available
                   domain:str, # 'math' or 'code': picks the level-3 keep share
+                  fcfg:FilterConfig|None=None, # `cfg.filtering`: threshold and keep shares (None: the paper's defaults)
                   *, rng=None, # has `.random()`; drawn only for level-3 problems the large model solves
-                  large_solved_threshold:float=0.0, # the large model 'solves' a problem above this pass rate
-                  keep_math_solved:float=0.5, # level 3: keep share of solved math problems
-                  keep_code_solved:float=0.1, # level 3: keep share of solved code problems
                  ) -> set[int]:
     "The paper's levels (a subset of {1, 2, 3}) of one problem from its pass rates by ladder role."
+    f = fcfg or FilterConfig()
     _check_rates(rates)
     if domain not in DOMAINS: raise ValueError(f"domain {domain!r}: expected one of {DOMAINS}")
     small, medium, large, strongest = (rates.get(r) for r in ROLES)
@@ -49,10 +47,10 @@ def assign_levels(rates:dict, # role -> pass rate in [0, 1]; a missing role (or 
     if _partial(small): levels.add(1)
     if (small == 0 and medium == 1) or (small == 0 and _partial(medium)) or (_partial(small) and _partial(medium)): levels.add(2)
     if large is not None:
-        if large <= large_solved_threshold: levels.add(3)
+        if large <= f.large_solved_threshold: levels.add(3)
         else:
             if rng is None: raise ValueError("assign_levels: pass rng= (e.g. problem_rng(seed, id)) to subsample solved level-3 problems")
-            if rng.random() < (keep_math_solved if domain == 'math' else keep_code_solved): levels.add(3)
+            if rng.random() < (f.keep_math_solved if domain == 'math' else f.keep_code_solved): levels.add(3)
     return levels
 
 # %% ../nbs/09_filtering.ipynb #cb84d3a4
@@ -62,11 +60,10 @@ def levels_for_pool(problems:list, # `Problem`s of the pool
                    ) -> dict:
     "Problem id -> set of levels, for every problem that has pass rates."
     f = fcfg or FilterConfig()
-    kw = dict(large_solved_threshold=f.large_solved_threshold, keep_math_solved=f.keep_math_solved, keep_code_solved=f.keep_code_solved)
     out = {}
     for p in problems:
         if p.id not in rates: continue
-        try: out[p.id] = assign_levels(rates[p.id], p.domain, rng=problem_rng(f.seed, p.id), **kw)
+        try: out[p.id] = assign_levels(rates[p.id], p.domain, f, rng=problem_rng(f.seed, p.id))
         except ValueError as e: raise ValueError(f"problem {p.id!r}: {e}") from None
     return out
 
@@ -123,14 +120,3 @@ def format_counts(counts:dict) -> str:
     "A small text table of `level_counts`."
     rows = [f"{'':<10}{'math':>7}{'code':>7}"] + [f"{k:<10}{v['math']:>7}{v['code']:>7}" for k, v in counts.items()]
     return '\n'.join(rows)
-
-def write_levels(cfg) -> dict:
-    "Write the level files of `cfg` from the pass rates in its store; the counts and where they went."
-    from staged_rl.scoring import scores_path, read_scores, rates_from_records, role_signatures
-    path = scores_path(cfg)
-    if not path.exists(): raise FileNotFoundError(f"{path} not found; run `staged-rl score` with the same config first")
-    problems = load_pool(cfg)
-    rates = rates_from_records(read_scores(path, role_signatures(cfg)))
-    out = cfg_levels_dir(cfg)
-    counts = build_levels(problems, rates, out, cfg.filtering)
-    return {'levels_dir': str(out), 'counts': counts, 'problems': len(problems), 'rated': len(rates), 'scores': str(path)}

@@ -4,11 +4,12 @@
 
 # %% ../nbs/06_grpo.ipynb #a0402e4c
 from __future__ import annotations
-import math
+import contextlib, math
 import torch
 
 # %% auto #0
-__all__ = ['token_logprobs', 'group_advantages', 'collate_completions', 'sequence_logprobs', 'grpo_loss', 'loss_mask']
+__all__ = ['token_logprobs', 'group_advantages', 'collate_completions', 'TokenStats', 'token_stats_head', 'sequence_logprobs',
+           'grpo_loss', 'loss_mask']
 
 # %% ../nbs/06_grpo.ipynb #2cbaafa6
 def group_advantages(rewards, # (B,) rewards ordered group by group: B = n_groups * group_size
@@ -53,33 +54,102 @@ def collate_completions(groups, # list (per prompt) of lists of completions, or 
     return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
 # %% ../nbs/06_grpo.ipynb #ed839456
+def _chunk_logits(h, # (c, H) hidden states
+                  weight, bias, temperature:float) -> torch.Tensor:
+    "fp32 logits (c, V) of one chunk, divided by the temperature (matmul in the weight's dtype, or `weight` pre-cast)."
+    z = h.to(weight.dtype) @ weight.T
+    if bias is not None: z = z + bias.to(z.dtype)
+    return z.float() / temperature
+
+class TokenStats(torch.autograd.Function):
+    "Per-token log-prob and entropy of `targets` under the logits `h @ weight.T + bias`, `chunk` tokens at a time; no logits kept for backward."
+    @staticmethod
+    def forward(ctx, h, # (N, H) hidden states of the counted tokens
+                weight, # (V, H) the LM head's weight
+                bias, # (V,) or None
+                targets, # (N,) token ids
+                temperature:float, chunk:int, with_entropy:bool):
+        ctx.cdtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else weight.dtype
+        ctx.temperature, ctx.chunk, ctx.with_entropy, ctx.has_bias = temperature, chunk, with_entropy, bias is not None
+        w = weight.to(ctx.cdtype)  # one cast per call (a no-op without autocast)
+        lp = torch.zeros(h.shape[0], dtype=torch.float32, device=h.device); ent = torch.zeros_like(lp)
+        with torch.autocast(h.device.type, enabled=False):
+            for s in range(0, h.shape[0], chunk):
+                z = _chunk_logits(h[s:s+chunk], w, bias, temperature)  # (c, V)
+                lse = z.logsumexp(-1)
+                lp[s:s+chunk] = z.gather(-1, targets[s:s+chunk, None]).squeeze(-1) - lse
+                if with_entropy: ent[s:s+chunk] = lse - z.softmax(-1).mul_(z).sum(-1)  # in place: two (c, V) tensors at most
+        ctx.save_for_backward(h, weight, bias if bias is not None else torch.empty(0, device=h.device), targets)
+        return lp, ent
+
+    @staticmethod
+    def backward(ctx, g_lp, g_ent):
+        h, weight, bias, targets = ctx.saved_tensors
+        bias = bias if ctx.has_bias else None
+        T, c, w = ctx.temperature, ctx.chunk, weight.to(ctx.cdtype)
+        gh = torch.empty_like(h) if ctx.needs_input_grad[0] else None
+        gw = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if ctx.needs_input_grad[1] else None
+        gb = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if bias is not None and ctx.needs_input_grad[2] else None
+        with torch.autocast(h.device.type, enabled=False):
+            for s in range(0, h.shape[0], c):
+                z = _chunk_logits(h[s:s+c], w, bias, T)  # (c, V) recomputed
+                p = z.softmax(-1)  # every step below is in place: two (c, V) tensors at most
+                if ctx.with_entropy:  # dH/dz = -p (z - E_p[z]), built in z's buffer
+                    z.sub_(torch.einsum('cv,cv->c', p, z)[:, None])  # E_p[z] without a (c, V) temporary
+                    z.mul_(p).mul_(-g_ent[s:s+c, None])
+                gz = p.mul_(-g_lp[s:s+c, None])  # d log p_y / dz = onehot(y) - p
+                gz.scatter_add_(-1, targets[s:s+c, None], g_lp[s:s+c, None])
+                if ctx.with_entropy: gz.add_(z)
+                gz.div_(T)
+                if gh is not None: gh[s:s+c] = (gz.to(w.dtype) @ w).to(h.dtype)
+                if gw is not None: gw += gz.T @ h[s:s+c].float()
+                if gb is not None: gb += gz.sum(0)
+        return (gh, gw.to(weight.dtype) if gw is not None else None, gb.to(bias.dtype) if gb is not None else None,
+                None, None, None, None)
+
+def _inner(model):
+    "The model inside DDP/FSDP/accelerate wrappers."
+    while hasattr(model, 'module'): model = model.module
+    return model
+
+@contextlib.contextmanager
+def token_stats_head(model, # a causal LM (wrapped or not) whose output embedding is the LM head
+                     targets:torch.Tensor, # (B, K) the token each kept position predicts
+                     keep:torch.Tensor, # (B, K) bool: positions that count (others get 0 and cost nothing)
+                     temperature:float=1.0, with_entropy:bool=False,
+                     chunk_tokens:int=512, # tokens per logits chunk: peak memory ~ 3 * chunk_tokens * V * 4 bytes
+                     repeat:int=1, # repeat each row of the head's input this many times first (shared prompts)
+                    ):
+    "While active, the model's LM head returns (B, K, 2) fp32 `[log-prob, entropy]` of `targets` instead of logits."
+    head = _inner(model).get_output_embeddings()
+    m = keep.bool()
+    def forward(h):  # (b, K, H): hidden states of the positions that predict `targets`
+        if repeat > 1: h = h.repeat_interleave(repeat, 0)
+        if h.shape[:2] != targets.shape: raise ValueError(f"token_stats_head: hidden states {tuple(h.shape[:2])} vs targets {tuple(targets.shape)}")
+        lp, ent = TokenStats.apply(h[m], head.weight, head.bias if getattr(head, 'bias', None) is not None else None,
+                                   targets[m], float(temperature), int(chunk_tokens), with_entropy)
+        out = torch.zeros(*targets.shape, 2, dtype=torch.float32, device=h.device)
+        return out.index_put((m,), torch.stack([lp, ent], -1))
+    head.forward = forward
+    try: yield
+    finally: del head.forward
+
 def sequence_logprobs(model, # a causal LM; called with input_ids, attention_mask, position_ids, logits_to_keep
                       input_ids:torch.Tensor, # (B, P+K) prompt (left-padded) then completion (right-padded)
                       attention_mask:torch.Tensor, # (B, P+K) 1 on real tokens
                       completion_mask, # (B, K) 1 on completion tokens that count, or an int K (all count)
                       with_entropy:bool=False, # also return the per-token entropy of the predictive distribution
                       temperature:float=1.0, # logits are divided by this (use the sampling temperature)
-                      chunk_size:int|None=None, # rows per forward pass (memory); None: all rows at once
+                      chunk_tokens:int=512, # tokens per logits chunk (memory); see `token_stats_head`
                      ) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Log-probs (B, K) of the last K tokens of `input_ids` under `model`, and entropies (B, K) or None."
     K = completion_mask if isinstance(completion_mask, int) else completion_mask.shape[1]
     if not 1 <= K < input_ids.shape[1]: raise ValueError(f"sequence_logprobs: K={K} completion tokens in sequences of length {input_ids.shape[1]}")
+    keep = torch.ones(input_ids.shape[0], K, dtype=torch.bool, device=input_ids.device) if isinstance(completion_mask, int) else completion_mask.bool()
     pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+K)
-    step = chunk_size or input_ids.shape[0]
-    lps, ents = [], []
-    for s in range(0, input_ids.shape[0], step):
-        ids, am = input_ids[s:s+step], attention_mask[s:s+step]
-        logits = model(input_ids=ids, attention_mask=am, position_ids=pos[s:s+step], logits_to_keep=K + 1).logits
-        logits = logits[:, :-1].float() / temperature  # (b, K, V): position t predicts token t+1
-        lse = logits.logsumexp(-1)  # (b, K)
-        lps.append(logits.gather(-1, ids[:, -K:, None]).squeeze(-1) - lse)  # (b, K)
-        if with_entropy: ents.append(lse - (logits.softmax(-1) * logits).sum(-1))  # (b, K)
-    lp, ent = torch.cat(lps), (torch.cat(ents) if with_entropy else None)
-    if not isinstance(completion_mask, int):
-        keep = completion_mask.bool()
-        lp = lp.masked_fill(~keep, 0.)
-        if ent is not None: ent = ent.masked_fill(~keep, 0.)
-    return lp, ent
+    with token_stats_head(model, input_ids[:, -K:], keep, temperature, with_entropy, chunk_tokens):
+        st = model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], position_ids=pos[:, :-1], logits_to_keep=K).logits
+    return st[..., 0], (st[..., 1] if with_entropy else None)
 
 token_logprobs = sequence_logprobs  # the name in the project contract
 

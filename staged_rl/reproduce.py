@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_reproduce.ipynb #2cfa7a81
 from __future__ import annotations
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 from .config import show_progress
 
@@ -97,6 +97,7 @@ def _experiment_rows(run_dir:Path) -> list:
 def results_section(run_dir, # a finished `staged-rl reproduce` folder
                     dest:str, # where the figures are published, relative to the repository root
                     machine:str='', # where it ran, in words
+                    figs_at:str|None=None, # the figures' folder as the page showing the section links it (default `dest`)
                    ) -> str:
     "The README's `## Results` section (markdown) for the run in `run_dir`."
     run_dir = Path(run_dir)
@@ -110,7 +111,7 @@ def results_section(run_dir, # a finished `staged-rl reproduce` folder
              f"Total time {total/60:.1f} min: " + ', '.join(f"{n} {s/60:.1f} min" for n, s in secs) + '.', '',
              results_table(run_dir).rstrip('\n'), '']
     for name, _, figs in rows:
-        lines += [f"![{name}: {f}]({dest}/{name}/{f})" for f in figs]
+        lines += [f"![{name}: {f}]({figs_at or dest}/{name}/{f})" for f in figs]
     return '\n'.join(lines).rstrip() + '\n'
 
 def publish_results(run_dir, # a finished `staged-rl reproduce` folder
@@ -131,6 +132,8 @@ def publish_results(run_dir, # a finished `staged-rl reproduce` folder
     section = results_section(run_dir, dest, machine)
     (dest_p/'README-section.md').write_text(section)
     nb = json.loads(Path(index).read_text())
+    # the notebook links the figures from its own folder (nbs/ -> ../results/...); `make readme` turns them back for README.md
+    section = results_section(run_dir, dest, machine, Path(os.path.relpath(dest_p.resolve(), Path(index).resolve().parent)).as_posix())
     src = [l + '\n' for l in section.rstrip('\n').split('\n')]; src[-1] = src[-1].rstrip('\n')
     cells = nb['cells']
     at = next((i for i, c in enumerate(cells) if ''.join(c['source']).startswith('## Results')), None)

@@ -4,23 +4,27 @@
 
 # %% ../nbs/03b_rewards.ipynb #3c1a2243
 from __future__ import annotations
-from dataclasses import fields
+import hashlib, json
+from dataclasses import fields, asdict
+from .config import RewardsConfig
 from .data import Problem
 from .math_reward import extract_boxed, box_is_sane, shared_pool
 from .code_reward import _code_tasks, check_tests
 from .sandbox import SandboxLimits
 
 # %% auto #0
-__all__ = ['sandbox_limits', 'score_batch', 'score']
+__all__ = ['sandbox_limits', 'score_batch', 'score', 'grade', 'rewards_signature']
 
 # %% ../nbs/03b_rewards.ipynb #0ccc9926
 def sandbox_limits(rewards_cfg=None, # a `cfg.rewards` section (or None for the defaults)
                    **overrides) -> SandboxLimits:
-    "`SandboxLimits` from the config's reward section (`code_timeout_s`: budget per sample, `code_memory_mb`), plus overrides."
+    "`SandboxLimits` from the config's reward section (`code_timeout_s`: budget per sample, `code_memory_mb`, `code_packages`, `code_float_*_tol`), plus overrides."
     kw = {}
     if rewards_cfg is not None:
         if getattr(rewards_cfg, 'code_timeout_s', None): kw['total_timeout_s'] = rewards_cfg.code_timeout_s
         if getattr(rewards_cfg, 'code_memory_mb', None): kw['memory_mb'] = rewards_cfg.code_memory_mb
+        for cf, lf in (('code_packages', 'packages'), ('code_float_abs_tol', 'float_abs_tol'), ('code_float_rel_tol', 'float_rel_tol')):
+            if getattr(rewards_cfg, cf, None) is not None: kw[lf] = getattr(rewards_cfg, cf)
     names = {f.name for f in fields(SandboxLimits)}
     bad = set(overrides) - names
     if bad: raise ValueError(f"sandbox_limits: unknown SandboxLimits fields {sorted(bad)}; known: {sorted(names)}")
@@ -61,3 +65,25 @@ def score(problem:Problem, # the problem
          ) -> float:
     "Reward of one response: math 0/1, code fraction of test cases passed."
     return score_batch([problem], [response], workers=1, limits=limits, math_timeout_s=math_timeout_s)[0]
+
+# %% ../nbs/03b_rewards.ipynb #29071e2c
+def grade(problems:list, # `Problem`s, one per response
+          responses:list, # model responses (text)
+          rewards_cfg:RewardsConfig|None=None, # `cfg.rewards`; None: the defaults
+          reward_fn=None, # `reward_fn(problems, responses) -> scores`: a stand-in for the verifiers (tests)
+         ) -> list[float]:
+    "Rewards in [0, 1] of `responses` to `problems`, verified under `rewards_cfg` (the package's one grading function)."
+    rc = rewards_cfg if rewards_cfg is not None else RewardsConfig()
+    if reward_fn is None: out = score_batch(problems, responses, workers=rc.workers, limits=sandbox_limits(rc), math_timeout_s=rc.math_timeout_s)
+    else: out = list(reward_fn(problems, responses))
+    if len(out) != len(responses): raise ValueError(f"grade: {len(out)} scores for {len(responses)} responses")
+    for s in out:
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s <= 1: raise ValueError(f"grade: got score {s!r}; expected scores in [0, 1]")
+    return [float(s) for s in out]
+
+def rewards_signature(rewards_cfg:RewardsConfig|None=None, # `cfg.rewards`; None: the defaults
+                     ) -> str:
+    "A short hash of every reward setting that can change a score (the worker count cannot)."
+    d = asdict(rewards_cfg if rewards_cfg is not None else RewardsConfig())
+    d.pop('workers', None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -4,18 +4,19 @@
 
 # %% ../nbs/03_sandbox.ipynb #a2cb0e98
 from __future__ import annotations
-import ast, atexit, ctypes, math, os, platform, select, shutil, signal, stat, struct, subprocess, sys, tempfile, time
+import ast, atexit, ctypes, functools, json, math, os, platform, select, shutil, signal, stat, struct, subprocess, sys, sysconfig, tempfile, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BOOT_SRC', 'UID_BASE', 'SandboxLimits', 'SandboxUnavailable', 'SandboxError', 'to_plain', 'from_plain', 'bpf_program',
-           'landlock_abi', 'isolation_layers', 'become_sandbox_host', 'Session', 'run_stdin']
+__all__ = ['BOOT_SRC', 'UID_BASE', 'PKG_DIR', 'SandboxLimits', 'SandboxUnavailable', 'SandboxError', 'to_plain', 'from_plain',
+           'bpf_program', 'landlock_abi', 'package_paths', 'isolation_layers', 'become_sandbox_host', 'Session',
+           'run_stdin']
 
 # %% ../nbs/03_sandbox.ipynb #d2b5f979
 @dataclass
 class SandboxLimits:
-    "Resource limits for running one untrusted solution (all of its test cases)."
+    "Resource limits and judge settings for running one untrusted solution (all of its test cases)."
     timeout_s: float = 2.0  # wall-clock limit per test case: one call of the function, or one stdin run
     total_timeout_s: float|None = 30.0  # wall-clock budget for all cases of one sample; cases left over fail
     startup_s: float = 5.0  # wall-clock limit to start the interpreter and load the solution
@@ -26,7 +27,15 @@ class SandboxLimits:
     max_open_files: int = 64  # RLIMIT_NOFILE
     max_timeouts: int|None = 2  # after this many cases that hung or killed the sandbox, the rest fail unrun (None: run all)
     python: str|None = None  # interpreter for solutions (default: this interpreter's real base binary)
+    packages: tuple = ('sortedcontainers',)  # third-party top-level modules a solution may import, mounted read-only
+    float_abs_tol: float = 1e-6  # stdin: a token may differ from an expected non-integer number by this much...
+    float_rel_tol: float = 1e-6  # ...or by this fraction of it (both 0: exact text)
     def __post_init__(self):
+        if isinstance(self.packages, str) or not all(isinstance(p, str) and p.isidentifier() for p in self.packages):
+            raise ValueError(f"SandboxLimits.packages must be a list of top-level module names, got {self.packages!r}")
+        self.packages = tuple(dict.fromkeys(self.packages))
+        for k in ('float_abs_tol', 'float_rel_tol'):
+            if not getattr(self, k) >= 0: raise ValueError(f"SandboxLimits.{k} must be >= 0, got {getattr(self, k)!r}")
         for k in ('timeout_s', 'startup_s', 'memory_mb', 'max_procs', 'max_output_bytes', 'tmp_mb', 'max_open_files'):
             if not getattr(self, k) > 0: raise ValueError(f"SandboxLimits.{k} must be > 0, got {getattr(self, k)!r}")
         if self.max_procs < 2: raise ValueError("SandboxLimits.max_procs must be >= 2 (the stdin runner forks once per case)")
@@ -221,13 +230,30 @@ def _bpf_bytes() -> bytes: return b''.join(struct.pack('=HBBI', *i) for i in bpf
 # %% ../nbs/03_sandbox.ipynb #faceb7d3
 _BOOT_SERVE = r'''
 import builtins
+def _why(e):
+    "Short text of an exception the solution raised (for the verdict's details only, never for the score)."
+    try: return str(e)[:300]
+    except BaseException: return ""
+def allow_imports(pkgs):
+    "Import hook: allow-listed packages from their read-only mounts; any other missing top-level module fails saying so."
+    from importlib.util import spec_from_file_location
+    class AllowList:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if "." in name: return None
+            p = pkgs.get(name)
+            if p is not None and os.path.isdir(p):
+                return spec_from_file_location(name, os.path.join(p, "__init__.py"), submodule_search_locations=[p])
+            if p is not None: return spec_from_file_location(name, p)
+            raise ModuleNotFoundError("module %r is not in the sandbox allow-list %r (only the standard library and these)" % (name, sorted(pkgs)), name=name)
+    sys.meta_path.append(AllowList)
 def serve_functional(job, rfd, wfd):
     ns = {"__name__": "__solution__", "__builtins__": builtins}
     try:
         if job.get("imports"): exec(job["imports"], ns)
         exec(compile(job["code"], "<solution>", "exec"), ns)
     except BaseException as e:
-        send(wfd, "{'error': %r}" % (type(e).__name__,))
+        send(wfd, "{'error': %r, 'msg': %r}" % (type(e).__name__, _why(e)))
         return
     send(wfd, "{'ready': True}")
     while True:
@@ -244,7 +270,7 @@ def serve_functional(job, rfd, wfd):
             except BaseException: pass
             msg += "}"
         except BaseException as e:
-            msg = "{'id': %d, 'exc': %r}" % (rid, type(e).__name__)
+            msg = "{'id': %d, 'exc': %r, 'msg': %r}" % (rid, type(e).__name__, _why(e))
         send(wfd, msg)
 def _finish(code):
     th = sys.modules.get("threading")
@@ -275,11 +301,22 @@ def _wait(pid, timeout):
     try: os.killpg(pid, 9)
     except OSError: pass
     return st if ready else None
+def _memfd(name, data=b""):
+    fd = os.memfd_create(name)
+    view = memoryview(data)
+    while view: view = view[os.write(fd, view):]
+    os.lseek(fd, 0, 0)
+    return fd
+def _pread(fd, n):
+    parts, off = [], 0
+    while off < n:
+        b = os.pread(fd, n - off, off)
+        if not b: break
+        parts.append(b); off += len(b)
+    return b"".join(parts)
 def _run_case(code, i, text, job, rfd, wfd):
-    inp, outp = "in%d" % i, "out%d" % i
-    with open(inp, "w", encoding="utf-8", errors="surrogatepass") as f: f.write(text)
-    ifd = os.open(inp, os.O_RDONLY)
-    ofd = os.open(outp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    ifd = _memfd("in%d" % i, text.encode("utf-8", "surrogatepass"))
+    ofd, efd = _memfd("out%d" % i), _memfd("err%d" % i)
     pid = os.fork()
     if pid == 0:
         st = 1
@@ -289,32 +326,30 @@ def _run_case(code, i, text, job, rfd, wfd):
             os.dup2(ofd, 1)
             for fd in (ifd, ofd, rfd, wfd): os.close(fd)
             resource.setrlimit(resource.RLIMIT_CPU, (job["cpu_s"], job["cpu_s"]))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (job["max_output"] + 1, job["max_output"] + 1))
             exec(code, {"__name__": "__main__", "__builtins__": builtins})
             st = 0
         except SystemExit as e:
             st = 0 if e.code is None or e.code == 0 else 1
-        except BaseException:
+        except BaseException as e:
             st = 1
+            try: os.write(efd, ("%s: %s" % (type(e).__name__, _why(e))).encode("utf-8", "replace")[:400])
+            except BaseException: pass
         _finish(st)
     os.close(ifd)
-    os.close(ofd)
     st = _wait(pid, job["timeout_s"])
     cap = job["max_output"]
-    try:
-        with open(outp, "rb") as f: data = f.read(cap + 1)
-    except OSError: data = b""
-    for p in (inp, outp):
-        try: os.unlink(p)
-        except OSError: pass
+    data, err = _pread(ofd, cap + 1), _pread(efd, 400).decode("utf-8", "replace")
+    os.close(ofd); os.close(efd)
     if st is None: how = "timeout"
     elif len(data) > cap: how = "output_limit"
     elif os.WIFEXITED(st): how = "ok" if os.WEXITSTATUS(st) == 0 else "error"
     else: how = "signal"
-    return "{'case': %d, 'status': %r, 'out': %r}" % (i, how, data[:cap].decode("utf-8", "replace"))
+    return "{'case': %d, 'status': %r, 'out': %r, 'err': %r}" % (i, how, data[:cap].decode("utf-8", "replace"), err)
 def serve_stdin(job, rfd, wfd):
     try: code = compile(job["code"], "<solution>", "exec")
     except BaseException as e:
-        send(wfd, "{'error': %r}" % (type(e).__name__,))
+        send(wfd, "{'error': %r, 'msg': %r}" % (type(e).__name__, _why(e)))
         return
     send(wfd, "{'ready': True}")
     for i, text in enumerate(job["inputs"]): send(wfd, _run_case(code, i, text, job, rfd, wfd))
@@ -334,6 +369,7 @@ def _main():
         send(wfd, "{'fatal': %r}" % ("lockdown failed: %r" % (e,),))
         os._exit(3)
     send(wfd, "{'locked': True}")
+    allow_imports(job.get("packages") or {})
     (serve_stdin if job["mode"] == "stdin" else serve_functional)(job, rfd, wfd)
     os._exit(0)
 _main()
@@ -371,7 +407,16 @@ def _ro_paths(py:str) -> list:
         if not any(p == q or p.startswith(q.rstrip('/') + '/') for q in out): out.append(p)
     return out
 
-def _bwrap_argv(bwrap:str, ro:list, root:bool, tmp_bytes:int, seccomp_fd:int|None=None) -> list:
+PKG_DIR = '/sandbox-packages'  # where bubblewrap mounts the allow-listed packages, read-only
+
+def _bwrap_argv(bwrap:str, # the bubblewrap binary
+                ro:list, # host paths bound read-only at the same place
+                root:bool, # running as root (drop to a private uid inside) or as a user (user namespace)
+                tmp_bytes:int, # size cap of the private /tmp, the only writable place
+                seccomp_fd:int|None=None, # file descriptor holding the compiled seccomp program
+                pkgs:dict|None=None, # allow-listed packages: {name: host path}, bound read-only under `PKG_DIR`
+                hide:list=(), # directories inside `ro` to cover with an empty read-only tmpfs (site-packages)
+               ) -> list:
     "bubblewrap command line (everything before the interpreter)."
     a = [bwrap] + (['--seccomp', str(seccomp_fd)] if seccomp_fd is not None else []) + [ '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try',
          '--die-with-parent', '--new-session']
@@ -382,7 +427,51 @@ def _bwrap_argv(bwrap:str, ro:list, root:bool, tmp_bytes:int, seccomp_fd:int|Non
         for anc in reversed(Path(p).parents[:-1]):
             if str(anc) not in made: a += ['--perms', '0755', '--dir', str(anc)]; made.add(str(anc))
         a += ['--ro-bind', p, p]
-    return a + ['--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', str(tmp_bytes), '--tmpfs', '/tmp', '--chdir', '/tmp']
+    for p in hide: a += ['--perms', '0555', '--size', '4096', '--tmpfs', p, '--remount-ro', p]
+    if pkgs:
+        a += ['--perms', '0755', '--dir', PKG_DIR]
+        for p in pkgs.values(): a += ['--ro-bind', p, f'{PKG_DIR}/{os.path.basename(p)}']
+    a += ['--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', str(tmp_bytes), '--tmpfs', '/tmp', '--chdir', '/tmp']
+    return a + ['--remount-ro', '/', '--remount-ro', '/dev']  # the root and /dev are tmpfs too, owned by the user in a user namespace
+
+@functools.lru_cache(maxsize=8)
+def _search_path(py:str) -> tuple:
+    "`sys.path` of interpreter `py` with its site-packages (this process's own path for the default interpreter)."
+    if py == _python(): return tuple(p for p in sys.path if p and os.path.isabs(p))
+    r = subprocess.run([py, '-I', '-c', 'import sys, json; print(json.dumps(sys.path))'], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0: raise SandboxError(f"cannot ask {py} for its sys.path: {r.stderr.strip()[-300:]}")
+    return tuple(json.loads(r.stdout))
+
+def _site_dirs(py:str, ro:list) -> list:
+    "The interpreter's site-packages directories that the read-only view would otherwise expose."
+    under = lambda p: any(p == q or p.startswith(q.rstrip('/') + '/') for q in ro)
+    cands = list(_search_path(py))
+    if py == _python():  # in a venv, the base interpreter's own site-packages is not on sys.path but is in the read-only view
+        base = {'base': sys.base_prefix, 'platbase': sys.base_exec_prefix}
+        cands += [sysconfig.get_path(k, vars=base) for k in ('purelib', 'platlib')]
+    return sorted({os.path.realpath(p) for p in cands
+                   if os.path.basename(p) in ('site-packages', 'dist-packages') and os.path.isdir(p) and under(os.path.realpath(p))})
+
+@functools.lru_cache(maxsize=64)
+def package_paths(packages:tuple, # top-level module names (`SandboxLimits.packages`)
+                  python:str|None=None, # the solutions' interpreter (`SandboxLimits.python`)
+                 ) -> dict:
+    "Host path of each allow-listed package (its directory, or its single module file); ValueError naming any that is missing."
+    py, out = _python(python), {}
+    from importlib.machinery import PathFinder
+    for name in packages:
+        spec = PathFinder.find_spec(name, list(_search_path(py)))
+        if spec is None:
+            where = f"this environment ({sys.prefix})" if py == _python() else py
+            raise ValueError(f"sandbox allow-list: package {name!r} is not installed in {where} "
+                             f"(pip install {name}, or remove it from rewards.code_packages / SandboxLimits.packages)")
+        locs = list(spec.submodule_search_locations or [])
+        if spec.origin in (None, 'namespace') and len(locs) != 1:
+            raise ValueError(f"sandbox allow-list: {name!r} is a namespace package spread over {locs}; list a regular package")
+        out[name] = os.path.realpath(locs[0] if locs else spec.origin)
+        if os.path.basename(out[name]).split('.')[0] != name:
+            raise ValueError(f"sandbox allow-list: {name!r} resolves to {out[name]}, whose name differs; cannot mount it")
+    return out
 
 # %% ../nbs/03_sandbox.ipynb #67462405
 def _cgroup_dirs() -> dict:
@@ -580,18 +669,19 @@ class Session:
                  limits:SandboxLimits|None=None, # resource limits
                  n_cases:int=1): # cases this session will run (sizes the CPU limit)
         self.job, self.lim, self.n = job, limits or SandboxLimits(), max(n_cases, 1)
-        self.proc, self.workdir, self._buf = None, None, bytearray()
+        self.proc, self.workdir, self._buf, self.pkgs = None, None, bytearray(), {}
         self.cap = 4 * self.lim.max_output_bytes + (1 << 16)  # a stdin case's output, escaped, plus framing
 
     def _lock(self, h:_Host) -> dict:
         lim, box = self.lim, bool(h.bwrap)
         cpu = math.ceil(lim.startup_s + (lim.total_timeout_s or lim.timeout_s * self.n)) + 1
         nproc = lim.max_procs + (2 if box else 0) + (0 if box or h.root else _user_nproc())
+        biggest = max((len(t.encode('utf-8', 'surrogatepass')) for t in self.job.get('inputs', ())), default=0)
         rl = {'RLIMIT_CPU': cpu, 'RLIMIT_AS': lim.memory_mb << 20, 'RLIMIT_NPROC': nproc,
-              'RLIMIT_FSIZE': lim.max_output_bytes + 1, 'RLIMIT_NOFILE': lim.max_open_files, 'RLIMIT_CORE': 0}
+              'RLIMIT_FSIZE': max(lim.max_output_bytes, biggest) + 1, 'RLIMIT_NOFILE': lim.max_open_files, 'RLIMIT_CORE': 0}
         cfg = {'rlimits': rl, 'uid': UID_BASE + os.getpid() if h.root else None}
-        if not box: cfg.update(inproc=True, landlock=h.landlock, ro=h.ro + ['/dev/urandom', '/dev/zero'],
-                               rw=[self.workdir, '/dev/null'], bpf=bpf_program() if h.seccomp else None)
+        if not box: cfg.update(inproc=True, landlock=h.landlock, ro=h.ro + list(self.pkgs.values()) + [self.workdir, '/dev/urandom', '/dev/zero'],
+                               rw=['/dev/null'], bpf=bpf_program() if h.seccomp else None)
         return cfg
 
     def start(self) -> dict|None:
@@ -600,13 +690,16 @@ class Session:
             raise RuntimeError("run sandboxes from a dedicated process: call become_sandbox_host() there first "
                                "(staged_rl.code_reward's worker pool does this)")
         h = _host(self.lim.python)
+        self.pkgs = package_paths(self.lim.packages, self.lim.python)
         argv, fds = [h.python, '-I', '-S', '-B', '-c', BOOT_SRC], ()
         if h.bwrap:
             if h.seccomp: fds = (_bpf_fd(),)
-            argv = _bwrap_argv(h.bwrap, h.ro, h.root, self.lim.tmp_mb << 20, fds[0] if fds else None) + argv
+            argv = _bwrap_argv(h.bwrap, h.ro, h.root, self.lim.tmp_mb << 20, fds[0] if fds else None, self.pkgs, _site_dirs(h.python, h.ro)) + argv
+            where = {n: f'{PKG_DIR}/{os.path.basename(p)}' for n, p in self.pkgs.items()}
         else:
-            self.workdir = tempfile.mkdtemp(prefix='srl-sbx-')
-            if h.root: os.chown(self.workdir, UID_BASE + os.getpid(), UID_BASE + os.getpid())
+            self.workdir = tempfile.mkdtemp(prefix='srl-sbx-')  # the program's working directory, read-only to it
+            os.chmod(self.workdir, 0o755)
+            where = dict(self.pkgs)
         preexec, self.keep = None, _children()
         if h.cg:
             _cg_limit(h.cg, self.lim)
@@ -623,7 +716,7 @@ class Session:
         self.rfd, self.wfd = self.proc.stdout.fileno(), self.proc.stdin.fileno()
         os.set_blocking(self.wfd, False)
         deadline = time.monotonic() + self.lim.startup_s
-        if not self._send({**self.job, 'lock': self._lock(h)}, deadline): return None
+        if not self._send({**self.job, 'lock': self._lock(h), 'packages': where}, deadline): return None
         first = self._next(deadline)
         if first is not None and 'fatal' in first: self.close(); raise SandboxError(str(first['fatal']))
         if first is None or 'locked' not in first: return None
@@ -692,23 +785,27 @@ class Session:
 def run_stdin(code:str, # the program's source
               inputs:list, # one stdin text per case
               limits:SandboxLimits|None=None, # resource limits
+              with_errors:bool=False, # also return, per case, the exception that ended the program ('' if none)
              ) -> list:
-    "Run `code` on each input in one sandbox: a list of `(status, stdout)` per case."
+    "Run `code` on each input in one sandbox: a list of `(status, stdout)` (or `(status, stdout, error)`) per case."
     lim = limits or SandboxLimits()
-    res = [('lost', '')] * len(inputs)
+    res = [('lost', '', '')] * len(inputs)
     if not inputs: return res
     job = {'mode': 'stdin', 'code': code, 'inputs': list(inputs), 'timeout_s': lim.timeout_s,
            'cpu_s': math.ceil(lim.timeout_s) + 1, 'max_output': lim.max_output_bytes}
     end = time.monotonic() + (lim.total_timeout_s or math.inf)
     with Session(job, lim, len(inputs)) as s:
         r = s.start()
-        if r is None or 'ready' not in r: return [('error', '')] * len(inputs)
-        timeouts = 0
-        for i in range(len(inputs)):
-            left = min(lim.timeout_s + 1.0, end - time.monotonic())
-            m = s.next(left, lambda m: m.get('case') == i) if left > 0 else None
-            if m is None: break
-            res[i] = (str(m.get('status')), str(m.get('out', '')))
-            timeouts += res[i][0] == 'timeout'
-            if lim.max_timeouts is not None and timeouts >= lim.max_timeouts: break
-    return res
+        if r is None or 'ready' not in r:
+            why = f"{r['error']}: {r.get('msg', '')}" if r and 'error' in r else 'the sandbox did not start'
+            res = [('error', '', why)] * len(inputs)
+        else:
+            timeouts = 0
+            for i in range(len(inputs)):
+                left = min(lim.timeout_s + 1.0, end - time.monotonic())
+                m = s.next(left, lambda m: m.get('case') == i) if left > 0 else None
+                if m is None: break
+                res[i] = (str(m.get('status')), str(m.get('out', '')), str(m.get('err', '')))
+                timeouts += res[i][0] == 'timeout'
+                if lim.max_timeouts is not None and timeouts >= lim.max_timeouts: break
+    return res if with_errors else [r[:2] for r in res]

@@ -4,38 +4,72 @@
 
 # %% ../nbs/08_scoring.ipynb #7da74e9e
 from __future__ import annotations
-import gc, hashlib, json, os, sys, time, warnings
-from dataclasses import replace
+import functools, gc, hashlib, itertools, json, os, socket, sys, threading, time, urllib.error, urllib.request, warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
 from pathlib import Path
-from .config import ROLES, FilterConfig, load_config, show_progress
-from .data import Problem, build_prompt, load_problems
-from .filtering import assign_levels, levels_for_pool, load_pool
+from .config import ROLES, FilterConfig, load_config, derive_seed, get_device, show_progress
+from .data import Problem, prompt_ids, cfg_levels_dir
+from .filtering import assign_levels, levels_for_pool, load_pool, problem_rng, build_levels, format_counts
+from .models import load_model, resolve_model
+from .rewards import grade, rewards_signature
+from .rollout import Completion, SamplingParams, HFEngine, VLLMEngine
 
 # %% auto #0
 __all__ = ['ADAPTIVE_ORDER', 'SCORES_FILE', 'needed_fact', 'settled', 'adaptive_levels', 'scores_path', 'role_signatures',
-           'read_scores', 'append_records', 'rates_from_records', 'score_role', 'load_ladder_model',
-           'default_engine_factory', 'score_pool', 'summarize', 'compare_levels']
+           'read_scores', 'append_records', 'rates_from_records', 'score_role', 'engine_kind', 'scoring_vllm_overrides',
+           'default_engine_factory', 'score_pool', 'summarize', 'compare_levels', 'ServerError', 'OpenAIEngine',
+           'score_role_in_process', 'import_rates', 'write_levels']
 
 # %% ../nbs/08_scoring.ipynb #951de389
 ADAPTIVE_ORDER = ('strongest', 'small', 'medium', 'large')  # adaptive mode scores roles in this order
 
-def _cls(rate) -> str|None:
-    "'0', 'partial' or '1' for a pass rate; None when unknown."
-    if rate is None: return None
-    return '0' if rate == 0 else '1' if rate == 1 else 'partial'
+class _Draw:
+    "A stand-in for the level-3 generator: `random()` returns `u`."
+    def __init__(self, u:float): self.u = u
+    def random(self) -> float: return self.u
+
+def _classes(t:float) -> tuple[list, list]:
+    "One pass rate from each class the rules tell apart (0, (0, t], (t, 1), 1), and the boundary between neighbours."
+    rates, cuts = [0.0], []
+    if t > 0: rates.append(t / 2); cuts.append('positive')
+    if t < 1: rates.append((1 + t) / 2); cuts.append('above' if t > 0 else 'positive')
+    return rates + [1.0], cuts + ['full']
+
+def _class_rate(rate:float, t:float) -> float:
+    "The representative of `rate`'s class (see _classes)."
+    return 0.0 if rate == 0 else 1.0 if rate == 1 else t / 2 if rate <= t else (1 + t) / 2
+
+def _outcomes(role:str, rate, known:dict, domain:str, f:FilterConfig) -> list:
+    "The levels for `role` at `rate` (None: not scored), over every value of the roles not known yet and both level-3 draws."
+    others = [r for r in ROLES if r != role and r not in known]
+    out = []
+    for combo in itertools.product([None, *_classes(f.large_solved_threshold)[0]], repeat=len(others)):
+        rates = {r: v for r, v in [*known.items(), *zip(others, combo), (role, rate)] if v is not None}
+        out.append(tuple(frozenset(assign_levels(rates, domain, f, rng=_Draw(u))) for u in (0.0, 1 - 1e-9)))
+    return out
+
+@functools.lru_cache(maxsize=None)
+def _fact(role:str, known:tuple, domain:str, t:float, keep_math:float, keep_code:float) -> str|None:
+    f, known = FilterConfig(t, keep_math, keep_code), dict(known)
+    rates, cuts = _classes(t)
+    outs = [_outcomes(role, r, known, domain, f) for r in rates]
+    need = {c for a, b, c in zip(outs, outs[1:], cuts) if a != b}
+    if not need: return None if _outcomes(role, None, known, domain, f) == outs[0] else 'any'
+    names = (['class'] if {'positive', 'full'} <= need else [c for c in ('positive', 'full') if c in need]) + ([f'above:{t!r}'] if 'above' in need else [])
+    return '+'.join(names)
 
 def needed_fact(role:str, # the ladder role about to be scored
                 known:dict, # role -> pass rate of the roles already scored for this problem (None: skipped)
-                threshold:float=0.0, # `filtering.large_solved_threshold`
+                fcfg:FilterConfig|None=None, # `cfg.filtering`: the rules' settings
+                domain:str='math', # the problem's domain (the level-3 keep share)
                ) -> str|None:
-    "The fact about `role`'s pass rate that the levels need: 'positive', 'class', 'above:<t>', or None (skip)."
+    "The fact about `role`'s pass rate that `assign_levels` needs, given `known`: 'positive', 'class', 'above:<t>'..., or None (skip)."
     if role not in ROLES: raise ValueError(f"unknown role {role!r}; expected one of {list(ROLES)}")
-    if role != 'strongest' and known.get('strongest') == 0: return None  # discarded whatever the others say
-    if role == 'strongest': return 'positive'
-    if role == 'small': return 'class'
-    if role == 'large': return f'above:{threshold!r}'
-    small = _cls(known.get('small'))
-    return None if small == '1' else 'positive' if small == '0' else 'class'  # medium (small unknown: the full class)
+    f = fcfg or FilterConfig()
+    t = f.large_solved_threshold
+    key = tuple(sorted((r, None if v is None else _class_rate(v, t)) for r, v in known.items() if r != role))
+    return _fact(role, key, domain, t, f.keep_math_solved, f.keep_code_solved)
 
 def settled(fact:str|None, # from `needed_fact`; None means the full k samples (fixed mode)
             scores:list, # the scores of the samples drawn so far, each in [0, 1]
@@ -45,31 +79,33 @@ def settled(fact:str|None, # from `needed_fact`; None means the full k samples (
     n = len(scores)
     if n >= k: return True
     if fact is None: return False
-    if fact == 'positive': return any(s > 0 for s in scores)
-    if fact == 'class': return any(s > 0 for s in scores) and any(s < 1 for s in scores)
-    if fact.startswith('above:'):
-        t, total = float(fact[6:]), sum(scores)
-        return total > t * k or total + (k - n) <= t * k
-    raise ValueError(f"unknown fact {fact!r}")
+    if fact == 'any': return n >= 1
+    def one(part):
+        if part == 'positive': return any(s > 0 for s in scores)  # the mean is > 0 whatever follows
+        if part == 'full': return any(s < 1 for s in scores)  # the mean is < 1 whatever follows
+        if part == 'class': return one('positive') and one('full')
+        if part.startswith('above:'):
+            t, total = float(part[6:]), sum(scores)
+            return total > t * k or total + (k - n) <= t * k
+        raise ValueError(f"unknown fact {fact!r}")
+    return all(one(p) for p in fact.split('+'))
 
 # %% ../nbs/08_scoring.ipynb #7c13ac2f
 def adaptive_levels(streams:dict, # role -> the full list of k sample scores of one problem
                     domain:str, k:int, fcfg:FilterConfig|None=None, pid:str='p',
                    ) -> tuple[set, set, int]:
     "Levels from the full streams, levels from the adaptive prefixes, and the samples adaptive mode draws."
-    from staged_rl.filtering import problem_rng
     f = fcfg or FilterConfig()
-    kw = dict(large_solved_threshold=f.large_solved_threshold, keep_math_solved=f.keep_math_solved, keep_code_solved=f.keep_code_solved)
     full = {r: sum(s) / k for r, s in streams.items()}
     known, drawn = {}, 0
     for role in (r for r in ADAPTIVE_ORDER if r in streams):
-        fact = needed_fact(role, known, f.large_solved_threshold)
+        fact = needed_fact(role, known, f, domain)
         if fact is None: known[role] = None; continue
         n = next(n for n in range(1, k + 1) if settled(fact, streams[role][:n], k))
         known[role], drawn = sum(streams[role][:n]) / n, drawn + n
     rates = {r: v for r, v in known.items() if v is not None}
-    return (assign_levels(full, domain, rng=problem_rng(f.seed, pid), **kw),
-            assign_levels(rates, domain, rng=problem_rng(f.seed, pid), **kw), drawn)
+    return (assign_levels(full, domain, f, rng=problem_rng(f.seed, pid)),
+            assign_levels(rates, domain, f, rng=problem_rng(f.seed, pid)), drawn)
 
 # %% ../nbs/08_scoring.ipynb #0fdb0f43
 SCORES_FILE = 'scores.jsonl'
@@ -83,10 +119,11 @@ def role_signatures(cfg) -> dict:
     s, d = cfg.scoring, cfg.data
     out = {}
     for role in ROLES:
-        key = {'model': getattr(cfg.ladder, role), 'k': s.k, 'temperature': s.temperature, 'top_p': s.top_p,
-               'max_new_tokens': s.max_new_tokens, 'adaptive': s.adaptive, 'batch_prompts': s.batch_prompts,
-               'seed': cfg.seed, 'templates': [d.math_template, d.code_template, d.chat_template]}
-        if s.adaptive: key.update(round_size=s.round_size, threshold=cfg.filtering.large_solved_threshold, order=[r for r in ADAPTIVE_ORDER if r in s.roles])
+        key = {'model': getattr(cfg.ladder, role), 'k': s.k, 'sampling': asdict(s.sampling), 'adaptive': s.adaptive,
+               'batch_prompts': s.batch_prompts, 'seed': cfg.seed, 'templates': [d.math_template, d.code_template, d.chat_template],
+               'rewards': rewards_signature(cfg.rewards)}
+        if s.adaptive: key.update(round_size=s.round_size, order=[r for r in ADAPTIVE_ORDER if r in s.roles],
+                                  rules={n: v for n, v in asdict(cfg.filtering).items() if n != 'seed'})
         out[role] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return out
 
@@ -128,15 +165,6 @@ def rates_from_records(records:dict) -> dict:
     return out
 
 # %% ../nbs/08_scoring.ipynb #e7316f62
-def _seed(*parts) -> int:
-    "A 31-bit seed from any printable parts."
-    return int.from_bytes(hashlib.sha256(':'.join(map(str, parts)).encode()).digest()[:4], 'big') >> 1
-
-def _prompt(p:Problem, tokenizer, cfg) -> str:
-    "The prompt text of `p` with the run's templates."
-    tpl = (cfg.data.math_template if p.domain == 'math' else cfg.data.code_template) or None
-    return build_prompt(p, tokenizer, template=tpl, chat=cfg.data.chat_template)
-
 def _record(p:Problem, role:str, spec:str, sig:str, scores:list, comps:list, fact, seconds:float=0.0) -> dict:
     n = len(scores)
     return {'id': p.id, 'domain': p.domain, 'role': role, 'model': spec, 'n': n, 'score_sum': float(sum(scores)),
@@ -148,27 +176,18 @@ def _skip_record(p:Problem, role:str, spec:str, sig:str, why:str) -> dict:
     return {'id': p.id, 'domain': p.domain, 'role': role, 'model': spec, 'n': 0, 'score_sum': 0.0, 'n_full': 0, 'n_pos': 0,
             'pass_rate': None, 'fact': None, 'skipped': why, 'tokens': 0, 'truncated': 0, 'seconds': 0.0, 'sig': sig}
 
-def _grade(score_fn, problems:list, texts:list, workers:int) -> list:
-    "Grade flat lists of (problem, response), checking what the grader returns."
-    out = list(score_fn(problems, texts, workers=workers))
-    if len(out) != len(texts): raise ValueError(f"score_fn returned {len(out)} scores for {len(texts)} responses")
-    for s in out:
-        if not 0 <= s <= 1: raise ValueError(f"score_fn returned {s!r}; expected scores in [0, 1]")
-    return [float(s) for s in out]
-
 def _run_batch(engine, tokenizer, batch:list, facts:list, cfg, role:str, b:int, score_fn) -> tuple[list, list]:
     "Sample one batch until each problem is settled (or has k samples); per problem: (scores, completions)."
-    from staged_rl.rollout import SamplingParams
     s = cfg.scoring
-    prompts = [_prompt(p, tokenizer, cfg) for p in batch]
+    prompts = prompt_ids(batch, tokenizer, cfg.data)
     scores, comps = [[] for _ in batch], [[] for _ in batch]
     active, rnd = list(range(len(batch))), 0
     while active:
         n = min(s.round_size, s.k - len(scores[active[0]])) if s.adaptive else s.k
-        sp = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=_seed(cfg.seed, role, b, rnd))
+        sp = SamplingParams.of(s.sampling, seed=derive_seed(cfg.seed, 'score', role, b, rnd))
         outs = engine.generate([prompts[i] for i in active], n, sp)
         flat = [(i, c) for i, o in zip(active, outs) for c in o]
-        got = _grade(score_fn, [batch[i] for i, _ in flat], [c.text for _, c in flat], cfg.rewards.workers)
+        got = grade([batch[i] for i, _ in flat], [c.text for _, c in flat], cfg.rewards, score_fn)
         for (i, c), g in zip(flat, got): scores[i].append(g); comps[i].append(c)
         active = [i for i in active if not settled(facts[i] if s.adaptive else None, scores[i], s.k)]
         rnd += 1
@@ -181,7 +200,7 @@ def score_role(problems:list, # the problems that need this role, in pool order
                done:dict, # {(id, role): record} already stored with the current signature
                out_path, # the store to append to
                make_engine, # (role, spec) -> (engine, tokenizer, close)
-               score_fn, # grader: (problems, responses, workers=) -> scores
+               score_fn, # None (the verifiers, `staged_rl.rewards.grade`), or a stand-in `(problems, responses) -> scores`
                progress:bool=True, # show a tqdm bar: problems done and rollouts spent
               ) -> dict:
     "Score `problems` under `role`'s model in fixed batches, appending records; returns the new records."
@@ -192,6 +211,9 @@ def score_role(problems:list, # the problems that need this role, in pool order
     new = {}
     if not todo: return new
     engine, tokenizer, close = make_engine(role, spec)
+    if getattr(engine, 'concurrent', False):  # a server: many problems in flight, each stored as soon as it settles
+        try: return _score_streaming(engine, tokenizer, [p for p in problems if (p.id, role) not in done], role, cfg, facts, out_path, score_fn, progress)
+        finally: close()
     bar = tqdm(total=len(problems), initial=len(problems) - sum(len(bt) for _, bt in todo), desc=f"score {role}", unit='problem', disable=not show_progress(progress))
     spent = 0
     try:
@@ -210,32 +232,34 @@ def score_role(problems:list, # the problems that need this role, in pool order
     return new
 
 # %% ../nbs/08_scoring.ipynb #5df49302
-def load_ladder_model(spec:str, # `tiny:<role>`, a hub id or a local folder
-                      cfg=None, # gives `tiny:` specs their settings
-                      device:str='cpu', dtype:str='float32'):
-    "A ladder model (eval mode) and its tokenizer, through `staged_rl.tiny.load_model` (any spec)."
-    from staged_rl.tiny import load_model
-    model, tok = load_model(spec, cfg=cfg, device=device, dtype=dtype)
-    return model.eval(), tok
+def engine_kind(cfg) -> str:
+    "The scoring engine: `scoring.engine`, or `model.engine` when it is 'auto'."
+    return cfg.model.engine if cfg.scoring.engine == 'auto' else cfg.scoring.engine
+
+def scoring_vllm_overrides(cfg) -> dict:
+    "What a scoring run changes in the `vllm` section: its own tensor-parallel size, memory share and max length; no sleep."
+    s = cfg.scoring
+    kw = {'tensor_parallel_size': s.tensor_parallel_size, 'gpu_memory_utilization': s.gpu_memory_utilization, 'enable_sleep_mode': False}
+    if s.max_model_len: kw['max_model_len'] = s.max_model_len
+    return kw
 
 def default_engine_factory(cfg):
-    "`(role, spec) -> (engine, tokenizer, close)` loading one ladder model with `cfg.model`'s device, dtype and engine."
+    "`(role, spec) -> (engine, tokenizer, close)` for one ladder model, with the engine `engine_kind(cfg)` names."
     def make(role, spec):
-        from staged_rl.config import get_device
-        if cfg.model.engine == 'vllm':
-            from staged_rl.rollout import VLLMEngine
-            eng = VLLMEngine(_model_path(spec, cfg), dtype=cfg.model.dtype)
-            return eng, eng.tokenizer, lambda: _free(eng, 'llm')
-        from staged_rl.rollout import HFEngine
-        model, tok = load_ladder_model(spec, cfg, str(get_device(cfg.model.device)), cfg.model.dtype)
+        kind = engine_kind(cfg)
+        if kind == 'openai':
+            s, tok = cfg.scoring, _tokenizer(spec, cfg)
+            eng = OpenAIEngine(s.base_url, s.api_model or spec, api_key=os.environ.get(s.api_key_env) or None, tokenizer=tok,
+                               concurrency=s.concurrency, max_retries=s.max_retries, timeout_s=s.request_timeout_s,
+                               n_per_request=s.n_per_request, token_prompts=s.token_prompts)
+            return eng, tok, eng.close
+        if kind == 'vllm':
+            eng = VLLMEngine(resolve_model(spec, cfg), vcfg=cfg.vllm, policy_dtype=cfg.model.dtype, **scoring_vllm_overrides(cfg))
+            return eng, eng.tokenizer, lambda: _free_vllm(eng)
+        model, tok = load_model(spec, cfg, str(get_device(cfg.model.device)), cfg.model.dtype)
         eng = HFEngine(model, tok)
         return eng, tok, lambda: _free(eng, 'model')
     return make
-
-def _model_path(spec:str, cfg) -> str:
-    "A folder or hub id for `spec` (vLLM loads by path): `tiny:<role>` resolves through the tiny ladder."
-    from staged_rl.tiny import resolve_model
-    return resolve_model(spec, cfg)
 
 def _free(engine, attr:str):
     "Drop the engine's model and return its memory (GPU included)."
@@ -245,24 +269,37 @@ def _free(engine, attr:str):
         if torch.cuda.is_available(): torch.cuda.empty_cache()
     except ImportError: pass
 
-def _default_score_fn():
-    from staged_rl.rewards import score_batch
-    return score_batch
+def _free_vllm(engine):
+    "Drop an in-process vLLM engine and its distributed state, so a next engine in this process can start."
+    _free(engine, 'llm')
+    try:
+        from vllm.distributed.parallel_state import destroy_model_parallel, destroy_distributed_environment
+        destroy_model_parallel(); destroy_distributed_environment()
+    except Exception: pass  # not initialised, or another vLLM version: the per-role process is the reliable path
+
+def _tokenizer(spec:str, cfg):
+    "The tokenizer of a ladder model (prompts are built and tokenised here, also for a server)."
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(resolve_model(spec, cfg))
+    if tok.pad_token is None: tok.pad_token = tok.eos_token
+    return tok
 
 # %% ../nbs/08_scoring.ipynb #935d5777
 def score_pool(problems:list, # the pool; ids must be unique
                cfg, # `Config`: scoring, ladder, model (device/dtype/engine), rewards, filtering threshold, seed
                out_path=None, # the store; default `<output.dir>/scores.jsonl`
                *, make_engine=None, # (role, spec) -> (engine, tokenizer, close); default: load each ladder model
-               score_fn=None, # (problems, responses, workers=) -> scores; default `staged_rl.rewards.score_batch`
+               score_fn=None, # a stand-in for the verifiers: `(problems, responses) -> scores`; default: `staged_rl.rewards.grade`
                progress:bool=True, # tqdm bars
+               isolate_roles:bool|None=None, # score each role in its own spawned process; None: vLLM with `scoring.role_process`
               ) -> dict:
     "Score every problem under every role (resuming from the store); `{(id, role): record}` for the pool."
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids): raise ValueError("score_pool: problem ids must be unique in the pool (they key the store)")
     s = cfg.scoring
     out_path = Path(out_path) if out_path is not None else scores_path(cfg)
-    make_engine, score_fn = make_engine or default_engine_factory(cfg), score_fn or _default_score_fn()
+    custom = make_engine is not None or score_fn is not None
+    make_engine = make_engine or default_engine_factory(cfg)
     sigs = role_signatures(cfg)
     stored = read_scores(out_path, sigs)
     idset = set(ids)
@@ -273,15 +310,20 @@ def score_pool(problems:list, # the pool; ids must be unique
         for p in problems:
             if s.adaptive:
                 known = {r: records[(p.id, r)]['pass_rate'] for r in ROLES if (p.id, r) in records}
-                facts[p.id] = needed_fact(role, known, cfg.filtering.large_solved_threshold)
+                facts[p.id] = needed_fact(role, known, cfg.filtering, p.domain)
                 if facts[p.id] is None:
                     if (p.id, role) not in records:
-                        why = 'discarded: strongest = 0' if known.get('strongest') == 0 else 'not needed: small = 1'
+                        why = 'discarded: strongest = 0' if known.get('strongest') == 0 else \
+                              'not needed given ' + ', '.join(f"{r} = {v:g}" for r, v in known.items() if v is not None)
                         skips.append(_skip_record(p, role, spec, sigs[role], why))
                     continue
             need.append(p)
         if skips: append_records(out_path, skips); records.update({(r['id'], role): r for r in skips})
-        records.update(score_role(need, role, cfg, facts, records, out_path, make_engine, score_fn, progress))
+        if isolate_roles is None: isolate_roles = engine_kind(cfg) == 'vllm' and s.role_process
+        if isolate_roles and need:
+            if custom: raise ValueError("isolate_roles: the per-role process builds its own engine and grader; leave make_engine and score_fn at their defaults")
+            records.update(score_role_in_process(need, role, cfg, facts, out_path, progress))
+        else: records.update(score_role(need, role, cfg, facts, records, out_path, make_engine, score_fn, progress))
     return records
 
 def summarize(records:dict, # from `score_pool`
@@ -311,3 +353,194 @@ def compare_levels(problems:list, rates_a:dict, rates_b:dict, fcfg:FilterConfig|
     for n in (1, 2, 3): out[f'level{n}'] = round(sum((n in la[i]) == (n in lb[i]) for i in both) / len(both), 4)
     out['discarded'] = round(sum((not la[i]) == (not lb[i]) for i in both) / len(both), 4)
     return out
+
+# %% ../nbs/08_scoring.ipynb #84dac1bc
+class ServerError(RuntimeError):
+    "A completions request that failed for good (after its retries, or with a client error)."
+
+class OpenAIEngine:
+    "Sampling through an OpenAI-compatible `/v1/completions` server; `generate` has the engine interface."
+    concurrent = True  # `score_role` streams problems through it (see `_score_streaming`)
+    def __init__(self, base_url:str, # e.g. http://127.0.0.1:8000/v1
+                 model:str, # the model name the server knows
+                 api_key:str|None=None, # sent as a Bearer token when given
+                 tokenizer=None, # builds token-id prompts and counts tokens; None: text prompts only
+                 concurrency:int=8, # HTTP requests in flight at most
+                 max_retries:int=5, # retries on 429 / 5xx / connection errors / timeouts
+                 timeout_s:float=600.0, # per request
+                 n_per_request:bool=True, # n samples in one request, else one request per sample
+                 token_prompts:bool=True, # send token ids (vLLM) instead of text
+                 backoff_s:float=0.5, # first retry delay; doubles each retry (max 30 s)
+                ):
+        self.url, self.model, self.api_key, self.tokenizer = base_url.rstrip('/') + '/completions', model, api_key, tokenizer
+        self.max_retries, self.timeout_s, self.n_per_request, self.backoff_s = max_retries, timeout_s, n_per_request, backoff_s
+        self.token_prompts = token_prompts and tokenizer is not None
+        self.concurrency, self._slots = concurrency, threading.BoundedSemaphore(concurrency)
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix='openai')
+        self.stats = {'requests': 0, 'retries': 0}
+
+    def close(self): self._pool.shutdown(wait=True)
+
+    def _post(self, payload:dict) -> dict:
+        "POST one request, retrying transient failures with exponential backoff."
+        body, headers = json.dumps(payload).encode(), {'Content-Type': 'application/json'}
+        if self.api_key: headers['Authorization'] = f"Bearer {self.api_key}"
+        last = None
+        for attempt in range(self.max_retries + 1):
+            wait = min(30.0, self.backoff_s * 2 ** attempt)
+            try:
+                with self._slots:
+                    self.stats['requests'] += 1
+                    with urllib.request.urlopen(urllib.request.Request(self.url, body, headers), timeout=self.timeout_s) as r:
+                        return json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                msg = e.read().decode(errors='replace')[:300]
+                if e.code != 429 and e.code < 500: raise ServerError(f"{self.url}: HTTP {e.code}: {msg}") from None
+                last = f"HTTP {e.code}: {msg}"
+                ra = e.headers.get('Retry-After') if e.headers else None
+                if ra and ra.replace('.', '', 1).isdigit(): wait = min(30.0, float(ra))
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e: last = f"{type(e).__name__}: {e}"
+            if attempt < self.max_retries: self.stats['retries'] += 1; time.sleep(wait)
+        raise ServerError(f"{self.url}: gave up after {self.max_retries + 1} attempts; last error: {last}")
+
+    def _prompt_value(self, prompt):
+        "Token ids (a list of ints) or text, as the server takes it."
+        if isinstance(prompt, list): return prompt if self.token_prompts or self.tokenizer is None else self.tokenizer.decode(prompt)
+        if not self.token_prompts: return prompt
+        bos = getattr(self.tokenizer, 'bos_token', None)
+        return self.tokenizer(prompt, add_special_tokens=not (bos and prompt.startswith(bos)))['input_ids']
+
+    def _request(self, prompt, n:int, sp, seed:int) -> list:
+        "One completions request of n samples; its `Completion`s."
+        pv = self._prompt_value(prompt)
+        payload = {'model': self.model, 'prompt': pv, 'n': n, 'max_tokens': sp.max_new_tokens, 'temperature': sp.temperature,
+                   'top_p': sp.top_p, 'seed': seed}
+        if self.token_prompts: payload.update(return_token_ids=True, skip_special_tokens=True)  # vLLM extensions
+        if sp.stop_token_ids: payload['stop_token_ids'] = list(sp.stop_token_ids)
+        out = self._post(payload)
+        choices = sorted(out.get('choices') or [], key=lambda c: c.get('index', 0))
+        if len(choices) != n: raise ServerError(f"{self.url}: asked for n={n} samples, got {len(choices)} choices")
+        pids = pv if isinstance(pv, list) else []
+        comps = []
+        for c in choices:
+            ids = c.get('token_ids')
+            if ids is None: ids = self.tokenizer(c['text'], add_special_tokens=False)['input_ids'] if self.tokenizer is not None else []
+            comps.append(Completion(list(pids), list(ids), c['text'], 'length' if c.get('finish_reason') == 'length' else 'stop'))
+        return comps
+
+    def generate(self, prompts:list, # texts or token-id lists
+                 n:int=1, sampling=None) -> list[list]:
+        "Sample `n` completions per prompt: `out[i][j]` is the j-th sample of prompt i (requests run concurrently)."
+        sp = sampling or SamplingParams()
+        base = sp.seed if sp.seed is not None else 0
+        if self.n_per_request: jobs = [(i, p, n, derive_seed(base, 'request', i)) for i, p in enumerate(prompts)]
+        else: jobs = [(i, p, 1, derive_seed(base, 'request', i, j)) for i, p in enumerate(prompts) for j in range(n)]
+        futs = [(i, self._pool.submit(self._request, p, m, sp, s)) for i, p, m, s in jobs] if len(jobs) > 1 else None
+        out = [[] for _ in prompts]
+        if futs is None:
+            for i, p, m, s in jobs: out[i] += self._request(p, m, sp, s)
+        else:
+            for i, f in futs: out[i] += f.result()
+        return out
+
+# %% ../nbs/08_scoring.ipynb #e7aedfbf
+def _score_streaming(engine, tokenizer, problems:list, role:str, cfg, facts:dict, out_path, score_fn, progress:bool=True) -> dict:
+    "Score `problems` concurrently, appending each problem's record as soon as it is settled."
+    from tqdm.auto import tqdm
+    s, spec, sig = cfg.scoring, getattr(cfg.ladder, role), role_signatures(cfg)[role]
+    grade_lock, write_lock, new = threading.Lock(), threading.Lock(), {}
+    bar = tqdm(total=len(problems), desc=f"score {role} (server)", unit='problem', disable=not show_progress(progress))
+    def one(p):
+        t0, fact = time.time(), facts.get(p.id) if s.adaptive else None
+        prompt, scores, comps, rnd = prompt_ids([p], tokenizer, cfg.data)[0], [], [], 0
+        while not settled(fact, scores, s.k):
+            n = min(s.round_size, s.k - len(scores)) if s.adaptive else s.k
+            sp = SamplingParams.of(s.sampling, seed=derive_seed(cfg.seed, 'score', role, p.id, rnd))
+            got = engine.generate([prompt], n, sp)[0]
+            with grade_lock: g = grade([p] * len(got), [c.text for c in got], cfg.rewards, score_fn)
+            scores += g; comps += got; rnd += 1
+        rec = _record(p, role, spec, sig, scores, comps, fact, time.time() - t0)
+        with write_lock:
+            append_records(out_path, [rec]); new[(p.id, role)] = rec; bar.update(1)
+    ex = ThreadPoolExecutor(max(1, s.concurrency), thread_name_prefix='score')
+    futs = [ex.submit(one, p) for p in problems]
+    try:
+        for f in as_completed(futs): f.result()
+    finally:
+        for f in futs: f.cancel()  # a failure or a kill stops the queue; only the problems in flight are lost
+        ex.shutdown(wait=True); bar.close()
+    return new
+
+# %% ../nbs/08_scoring.ipynb #9f51f965
+def _role_main(cfg_data:dict, role:str, problems:list, facts:dict, out_path:str, progress:bool):
+    "Entry point of a per-role scoring process (spawned): score `role`, appending to the store."
+    from staged_rl.config import Config, from_dict
+    cfg = from_dict(Config, cfg_data)
+    done = read_scores(out_path, role_signatures(cfg))
+    score_role([Problem.from_dict(p) for p in problems], role, cfg, facts, done, out_path,
+               default_engine_factory(cfg), None, progress)
+
+def score_role_in_process(problems:list, role:str, cfg, facts:dict, out_path, progress:bool=True) -> dict:
+    "Run `score_role` for `role` in a spawned process (its memory, GPU included, is freed when it exits); the new records."
+    import multiprocessing as mp
+    proc = mp.get_context('spawn').Process(target=_role_main, name=f'score-{role}',
+                                           args=(cfg.to_dict(), role, [p.to_dict() for p in problems], facts, str(out_path), progress))
+    proc.start(); proc.join()
+    if proc.exitcode != 0: raise RuntimeError(f"scoring role {role!r} in its own process failed with exit code {proc.exitcode} (its traceback is above)")
+    ids = {p.id for p in problems}
+    return {k: r for k, r in read_scores(out_path, role_signatures(cfg)).items() if k[1] == role and k[0] in ids}
+
+# %% ../nbs/08_scoring.ipynb #a067c6f3
+def import_rates(cfg, # the run's config: its pool, `scoring.k`, output folder
+                 path, # JSONL rows {id, role, passes, k} or {id, role, rate, k}
+                 out_path=None, # the store; default `<output.dir>/scores.jsonl`
+                ) -> dict:
+    "Validate pass rates from `path` and append them to the store; counts of what was written."
+    from staged_rl.filtering import load_pool
+    path, k = Path(path), cfg.scoring.k
+    if not path.exists(): raise FileNotFoundError(f"{path}: no such file of pass rates")
+    pool = {p.id: p for p in load_pool(cfg)}
+    sigs, seen, recs = role_signatures(cfg), set(), []
+    for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+        if not line.strip(): continue
+        where = f"{path}:{n}"
+        try: r = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
+        if not isinstance(r, dict): raise ValueError(f"{where}: expected a JSON object {{id, role, passes|rate, k}}")
+        miss = [f for f in ('id', 'role', 'k') if f not in r]
+        if miss or ('passes' in r) == ('rate' in r): raise ValueError(f"{where}: expected fields id, role, k and exactly one of passes / rate; got {sorted(r)}")
+        pid, role = str(r['id']), r['role']
+        if pid not in pool: raise ValueError(f"{where}: unknown id {pid!r}: not in the pool ({', '.join(cfg.data.pool)})")
+        if role not in ROLES: raise ValueError(f"{where}: unknown role {role!r}; expected one of {list(ROLES)}")
+        if isinstance(r['k'], bool) or r['k'] != k: raise ValueError(f"{where}: k = {r['k']!r}, but scoring.k = {k}; rates must come from k = {k} samples")
+        if 'passes' in r:
+            ps = r['passes']
+            if isinstance(ps, bool) or not isinstance(ps, (int, float)) or not 0 <= ps <= k:
+                raise ValueError(f"{where}: passes = {ps!r}; expected a number in [0, k={k}]")
+            total = float(ps)
+        else:
+            rate = r['rate']
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+                raise ValueError(f"{where}: rate = {rate!r}; expected a number in [0, 1]")
+            total = float(rate) * k
+        if (pid, role) in seen: raise ValueError(f"{where}: ({pid!r}, {role!r}) already given on an earlier line")
+        seen.add((pid, role))
+        p = pool[pid]
+        recs.append({'id': pid, 'domain': p.domain, 'role': role, 'model': getattr(cfg.ladder, role), 'n': k, 'score_sum': total,
+                     'n_full': None, 'n_pos': None, 'pass_rate': total / k, 'fact': None, 'skipped': None, 'tokens': 0,
+                     'truncated': 0, 'seconds': 0.0, 'sig': sigs[role], 'imported': str(path)})
+    out_path = Path(out_path) if out_path is not None else scores_path(cfg)
+    if recs: append_records(out_path, recs)
+    by_role = {r: sum(x['role'] == r for x in recs) for r in ROLES}
+    return {'rows': len(recs), 'problems': len({x['id'] for x in recs}), 'roles': {r: c for r, c in by_role.items() if c}, 'store': str(out_path)}
+
+# %% ../nbs/08_scoring.ipynb #fd62dc9b
+def write_levels(cfg) -> dict:
+    "Write the level files of `cfg` from the pass rates in its store; the counts and where they went."
+    path = scores_path(cfg)
+    if not path.exists(): raise FileNotFoundError(f"{path} not found; run `staged-rl score` with the same config first")
+    problems = load_pool(cfg)
+    rates = rates_from_records(read_scores(path, role_signatures(cfg)))
+    out = cfg_levels_dir(cfg)
+    counts = build_levels(problems, rates, out, cfg.filtering)
+    return {'levels_dir': str(out), 'counts': counts, 'problems': len(problems), 'rated': len(rates), 'scores': str(path)}

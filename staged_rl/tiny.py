@@ -6,19 +6,23 @@
 from __future__ import annotations
 import contextlib, hashlib, json, math, os, random, re, shutil, signal, sys, tempfile, threading, time
 from pathlib import Path
-from .config import ROLES, TinyConfig, load_config, show_progress
-from .data import Problem, ProblemList, register_source, build_prompt, format_problem
+from dataclasses import replace
+from .config import ROLES, TinyConfig, SamplingConfig, load_config, show_progress
+from .data import Problem, ProblemList, register_source, prompt_ids, format_problem
+from .models import load_model, register_model_source, set_threads
+from .rewards import grade
 
 # %% auto #0
 __all__ = ['CODE_CLAUSES', 'SPLITS', 'PRETOKENIZE_REGEX', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'LADDER_VERSION', 'gen_math',
            'gen_code', 'tiny_splits', 'resolve_tiny_source', 'train_tokenizer', 'make_model', 'save_model',
-           'sft_stream', 'encode_sft', 'sft_batch', 'train_sft', 'sample', 'grade', 'pass_rates', 'ladder_dir',
-           'set_threads', 'remove_stale_builds', 'build_ladder', 'resolve_model', 'load_model', 'evaluate_ladder',
-           'by_knob']
+           'sft_stream', 'encode_sft', 'sft_batch', 'train_sft', 'sample', 'pass_rates', 'ladder_dir',
+           'remove_stale_builds', 'build_ladder', 'resolve_tiny_model', 'evaluate_ladder', 'by_knob']
 
 # %% ../nbs/04_tiny.ipynb #e78aecb6
 def _rng(*key) -> random.Random:
-    "A `random.Random` seeded by a stable hash of `key` (independent streams per split)."
+    """A `random.Random` seeded by a stable hash of `key` (independent streams per split).
+    Not `derive_seed`: these streams generate the tiny world's problems, and the ladders in users' caches and
+    the published results were made from them; another derivation would generate other problems."""
     return random.Random(int(hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16], 16))
 
 def gen_math(rng:random.Random, # source of randomness
@@ -151,7 +155,7 @@ def train_tokenizer(texts:list[str], # corpus: prompts and worked solutions
 
 # %% ../nbs/04_tiny.ipynb #a9dac225
 def make_model(tokenizer, # the tokenizer whose vocabulary the model uses
-               hidden:int, # hidden size (a multiple of 16)
+               hidden:int, # hidden size (a multiple of 32; >= 64 for a head size vLLM accepts)
                layers:int, # transformer blocks
                seed:int=0, # initialisation seed
                max_positions:int=1024, # longest prompt + response
@@ -159,7 +163,7 @@ def make_model(tokenizer, # the tokenizer whose vocabulary the model uses
     "A freshly initialised tiny `Qwen2ForCausalLM`."
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    heads = max(2, hidden//32)
+    heads = max(2, hidden//32)  # head size 32 from hidden 64 up: vLLM accepts 32, 64, 80, ... (hidden 32 gives 16: HF only)
     cfg = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=3*hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_positions,
                       tie_word_embeddings=True, rope_theta=10000.0, bos_token_id=None,
@@ -188,7 +192,7 @@ def sft_stream(tc:TinyConfig, # tiny-world knobs
 
 def encode_sft(problems:list[Problem], tokenizer) -> list[tuple[list[int], int]]:
     "`(ids, n_prompt)` per problem: the templated prompt, then the worked solution and eos."
-    prompts = tokenizer([build_prompt(p, tokenizer) for p in problems], add_special_tokens=False)['input_ids']
+    prompts = prompt_ids(problems, tokenizer)
     sols = tokenizer([p.meta['solution'] for p in problems], add_special_tokens=False)['input_ids']
     return [(a + b + [tokenizer.eos_token_id], len(a)) for a, b in zip(prompts, sols)]
 
@@ -231,31 +235,29 @@ def train_sft(model, tokenizer, examples:list, # `encode_sft` output
     return losses
 
 # %% ../nbs/04_tiny.ipynb #71d7950e
-def sample(model, tokenizer, problems:list[Problem], k:int=1, temperature:float=0.6, top_p:float=0.95,
-           max_new_tokens:int=96, seed:int=0, batch_prompts:int=64) -> list[list]:
-    "`k` completions per problem (`staged_rl.rollout.Completion`s), prompts from `build_prompt`."
-    from staged_rl.rollout import HFEngine, SamplingParams
+def sample(model, tokenizer, problems:list[Problem],
+           sampling:SamplingConfig, # temperature, top_p, max_new_tokens (e.g. `cfg.eval.sampling`)
+           k:int=1, # completions per problem
+           seed:int=0, # batch `i` samples with seed `seed + i`
+           batch_prompts:int=64, # problems per generate call
+           data_cfg=None, # `cfg.data`: prompt templates; None: the defaults
+          ) -> list[list]:
+    "`k` completions per problem (`staged_rl.rollout.Completion`s), prompts from `prompt_ids`."
+    from staged_rl.rollout import HFEngine, SamplingParams  # torch: `load_problems('tiny:math')` does not need it
     eng, out = HFEngine(model, tokenizer), []
     for i in range(0, len(problems), batch_prompts):
-        prompts = [build_prompt(p, tokenizer) for p in problems[i:i + batch_prompts]]
-        out += eng.generate(prompts, k, SamplingParams(temperature, top_p, max_new_tokens, seed + i))
+        ids = prompt_ids(problems[i:i + batch_prompts], tokenizer, data_cfg)
+        out += eng.generate(ids, k, SamplingParams.of(sampling, seed=seed + i))
     return out
 
-def grade(problems:list[Problem], responses:list[str], workers:int=2,
-          rewards_cfg=None, # a `cfg.rewards` section: sandbox limits and math timeout
-         ) -> list[float]:
-    "Rewards in [0, 1] from the real verifiers (`staged_rl.rewards.score_batch`: Math-Verify, the sandbox)."
-    from staged_rl.rewards import score_batch, sandbox_limits
-    if rewards_cfg is None: return list(score_batch(problems, responses, workers=workers))
-    return list(score_batch(problems, responses, workers=workers, limits=sandbox_limits(rewards_cfg), math_timeout_s=rewards_cfg.math_timeout_s))
-
-def pass_rates(model, tokenizer, problems, k:int=4, workers:int=2, rewards_cfg=None,
-               **kw, # sampling arguments of `sample`
+def pass_rates(model, tokenizer, problems, sampling:SamplingConfig, k:int=4,
+               rewards_cfg=None, # `cfg.rewards`: how responses are graded (`staged_rl.rewards.grade`)
+               **kw, # more arguments of `sample` (seed, batch_prompts, data_cfg)
               ) -> tuple[list[float], list[float]]:
     "Mean reward over `k` samples per problem, and mean response length (tokens) per problem."
-    comps = sample(model, tokenizer, problems, k, **kw)
+    comps = sample(model, tokenizer, problems, sampling, k, **kw)
     flat_p = [p for p, cs in zip(problems, comps) for _ in cs]
-    r = grade(flat_p, [c.text for cs in comps for c in cs], workers, rewards_cfg)
+    r = grade(flat_p, [c.text for cs in comps for c in cs], rewards_cfg)
     rates = [sum(r[i*k:(i + 1)*k])/k for i in range(len(problems))]
     lens = [sum(len(c.ids) for c in cs)/k for cs in comps]
     return rates, lens
@@ -269,15 +271,6 @@ def ladder_dir(cfg=None) -> Path:
     tc = _tiny_cfg(cfg)
     key = hashlib.sha256((_tc_key(tc, *_LADDER_FIELDS) + f"v{LADDER_VERSION}").encode()).hexdigest()[:12]
     return Path(tc.cache_dir).expanduser()/f"ladder-{key}"
-
-def set_threads(n:int|None=None, # threads; None: $STAGED_RL_THREADS, else 1
-               ) -> int:
-    """Set torch's CPU threads (default 1). Tiny models gain little from a second thread, and once another job
-    starts on a 2-core machine, 2 spinning threads per process collapse: a ladder build went from 15 to 0.7 steps/s."""
-    import torch
-    if n is None: n = int(os.environ.get('STAGED_RL_THREADS', 0)) or 1
-    torch.set_num_threads(n)
-    return n
 
 def _groups(tc:TinyConfig) -> dict:
     "Roles that share (hidden, layers) train in one run: {(hidden, layers): {steps: [roles]}}."
@@ -351,48 +344,28 @@ def build_ladder(cfg=None, # a `Config` or `TinyConfig`; None: defaults
     return {r: d/r for r in ROLES}
 
 # %% ../nbs/04_tiny.ipynb #bef6d44c
-def resolve_model(spec:str, # `tiny:<role>`, a folder, or a hub id
-                  cfg=None, # gives the tiny-world knobs for `tiny:` specs
-                 ) -> str:
-    "The folder or hub id that `from_pretrained` should load for `spec`."
-    if spec.startswith('tiny:'):
-        role = spec.split(':', 1)[1]
-        if role not in ROLES: raise ValueError(f"model spec {spec!r}: unknown tiny role; expected one of {', '.join('tiny:' + r for r in ROLES)}")
-        return str(build_ladder(cfg)[role])
-    p = Path(spec).expanduser()
-    return str(p) if p.exists() else spec
+def resolve_tiny_model(role:str, # `small`, `medium`, `large` or `strongest`
+                       cfg=None, # a `Config` (or a `TinyConfig`): the ladder's knobs; None: defaults
+                      ) -> Path:
+    "The folder of ladder model `tiny:<role>` (building the ladder if it is not cached): the `tiny:` model source."
+    if role not in ROLES: raise ValueError(f"model spec 'tiny:{role}': unknown tiny role; expected one of {', '.join('tiny:' + r for r in ROLES)}")
+    return build_ladder(cfg)[role]
 
-def load_model(spec:str, # `tiny:<role>`, a folder, or a hub id
-               cfg=None, # a `Config` for `tiny:` specs
-               device:str='cpu', # where to put the model
-               dtype:str='float32', # float32 | bfloat16 | float16
-              ):
-    "`(model, tokenizer)` for any model spec, through `AutoModelForCausalLM` / `AutoTokenizer`; on a CPU, one torch thread."
-    import torch, transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    if torch.device(device).type == 'cpu': set_threads()  # $STAGED_RL_THREADS, default 1 (see `set_threads`)
-    path = resolve_model(spec, cfg)
-    kw = {'dtype' if int(transformers.__version__.split('.')[0]) >= 5 else 'torch_dtype': getattr(torch, dtype)}
-    model = AutoModelForCausalLM.from_pretrained(path, **kw).to(device)
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None: tok.pad_token = tok.eos_token
-    model.eval()
-    return model, tok
+register_model_source('tiny', resolve_tiny_model)
 
 # %% ../nbs/04_tiny.ipynb #307dd538
 def evaluate_ladder(cfg, # a `Config`
                     k:int=4, # samples per held-out problem
-                    roles=ROLES, max_new_tokens:int|None=None, # default: `cfg.eval.max_new_tokens`
+                    roles=ROLES, max_new_tokens:int|None=None, # default: `cfg.eval.sampling.max_new_tokens`
                    ) -> dict:
     "Held-out pass rates per role: `{role: {'math': [...], 'code': [...], 'len_math': [...], ...}}`."
     sp, paths, out = tiny_splits(cfg.tiny), build_ladder(cfg), {}
-    mnt = max_new_tokens or cfg.eval.max_new_tokens
+    sampling = replace(cfg.eval.sampling, max_new_tokens=max_new_tokens or cfg.eval.sampling.max_new_tokens)
     for r in roles:
         model, tok = load_model(str(paths[r]))
         out[r] = {}
         for d in ('math', 'code'):
-            rates, lens = pass_rates(model, tok, sp[f"{d}_heldout"], k, cfg.rewards.workers, cfg.rewards, temperature=cfg.eval.temperature,
-                                     top_p=cfg.eval.top_p, max_new_tokens=mnt, seed=cfg.seed)
+            rates, lens = pass_rates(model, tok, sp[f"{d}_heldout"], sampling, k, cfg.rewards, seed=cfg.seed, data_cfg=cfg.data)
             out[r][d], out[r][f"len_{d}"] = rates, lens
     return out
 

@@ -9,29 +9,20 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 import torch
-from .config import Config, ConfigError, EvalSet, load_config, get_device, seed_everything, show_progress
-from .data import Problem, load_problems, build_prompt, cfg_levels_dir
+from .config import Config, ConfigError, EvalSet, GRPOConfig, load_config, get_device, seed_everything, derive_seed, show_progress
+from .data import Problem, load_problems, load_eval_problems, prompt_ids, cfg_levels_dir
 from .rollout import SamplingParams, make_engine
-from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask
+from .rewards import grade
+from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head
 from .curriculum import build_strata, StratifiedSampler, stage_end
-from .tiny import load_model, resolve_model
+from .models import load_model, resolve_model
 
 # %% auto #0
-__all__ = ['derive_seed', 'load_policy', 'format_prompts', 'rollout', 'score', 'batch_metrics', 'micro_batches',
-           'group_micro_batches', 'shared_prefix_logprobs', 'mb_logprobs', 'policy_update', 'make_optimizer',
-           'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog', 'save_checkpoint', 'latest_checkpoint',
+__all__ = ['load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', 'group_micro_batches', 'make_micro_batches',
+           'shared_prefix_logprobs', 'mb_logprobs', 'global_sum', 'policy_update', 'make_optimizer', 'eval_problems',
+           'evaluate_set', 'evaluate', 'RunState', 'JsonlLog', 'save_checkpoint', 'latest_checkpoint',
            'load_trainer_state', 'setup_accelerator', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
            'history_rows', 'train', 'evaluate_model']
-
-# %% ../nbs/07_trainer.ipynb #2cc1f8a5
-_PURPOSES = {'gen': 1, 'eval': 2, 'update': 3}
-
-def derive_seed(seed:int, # `cfg.seed`
-                purpose:str, # 'gen', 'eval' or 'update'
-                *keys:int, # step, round, rank...
-               ) -> int:
-    "A 31-bit seed determined by the run seed, a purpose and integer keys."
-    return int(np.random.SeedSequence([seed, _PURPOSES[purpose], *keys]).generate_state(1)[0]) & 0x7FFFFFFF
 
 # %% ../nbs/07_trainer.ipynb #a7c250b2
 def _quiet_transformers():
@@ -42,29 +33,13 @@ def _quiet_transformers():
 def load_policy(spec:str, # hub id, local folder, or `tiny:<role>`
                 cfg:Config|None=None, # gives `tiny:` specs their settings
                 device='cpu', dtype:str='float32'):
-    "Load a causal LM and its tokenizer from a spec (`staged_rl.tiny.load_model`: `tiny:` roles, then `from_pretrained`)."
+    "Load a causal LM and its tokenizer from a spec (`staged_rl.models.load_model`)."
     return load_model(str(spec), cfg=cfg, device=str(device), dtype=dtype)
 
 # %% ../nbs/07_trainer.ipynb #2c6eba7a
-def format_prompts(problems:list[Problem], tokenizer, cfg:Config) -> list[str]:
-    "The model's input text for each problem (templates and chat template from `cfg.data`)."
-    tmpl = {'math': cfg.data.math_template or None, 'code': cfg.data.code_template or None}
-    return [build_prompt(p, tokenizer, template=tmpl[p.domain], chat=cfg.data.chat_template) for p in problems]
-
 def rollout(engine, problems:list[Problem], tokenizer, cfg:Config, n:int, sampling:SamplingParams) -> list[list]:
     "`n` completions of each problem: one list of `Completion`s per problem."
-    return engine.generate(format_prompts(problems, tokenizer, cfg), n, sampling)
-
-def score(problems:list[Problem], # one per response
-          responses:list[str], # the decoded completions
-          cfg:Config,
-          reward_fn=None, # `reward_fn(problems, responses) -> list[float]`; default: the verifiers
-         ) -> list[float]:
-    "Rewards in [0, 1] from the verifiers (in `cfg.rewards.workers` processes) or from `reward_fn`."
-    if reward_fn is not None: return [float(r) for r in reward_fn(problems, responses)]
-    from staged_rl.rewards import score_batch, sandbox_limits
-    return [float(r) for r in score_batch(problems, responses, workers=cfg.rewards.workers, limits=sandbox_limits(cfg.rewards),
-                                          math_timeout_s=cfg.rewards.math_timeout_s)]
+    return engine.generate(prompt_ids(problems, tokenizer, cfg.data), n, sampling)
 
 # %% ../nbs/07_trainer.ipynb #f9b5b3ac
 def batch_metrics(domains:list[str], # per group
@@ -85,15 +60,28 @@ def batch_metrics(domains:list[str], # per group
     return out
 
 # %% ../nbs/07_trainer.ipynb #977556f2
+def pack(sizes:list[tuple[int, int]], # per item, (prompt tokens, longest response tokens)
+         rows:int=1, # rows each item brings (a whole group: `n`)
+         max_rows:int|None=None, # at most this many rows per pack (at least one item)
+         max_tokens:int|None=None, # at most this many padded tokens per pack (at least one item)
+        ) -> list[list[int]]:
+    "Item indices sorted by length and cut into packs within the row and padded-token budgets."
+    out, cur, P, K = [], [], 0, 0
+    for i in sorted(range(len(sizes)), key=lambda i: (sum(sizes[i]), i)):
+        p, k = max(P, sizes[i][0]), max(K, sizes[i][1])
+        n = (len(cur) + 1) * rows  # prompts are left-padded and responses right-padded: rows x (longest prompt + longest response)
+        if cur and ((max_rows and n > max_rows) or (max_tokens and n * (p + k) > max_tokens)):
+            out.append(cur); cur, p, k = [], *sizes[i]
+        cur.append(i); P, K = p, k
+    return out + [cur] if cur else out
+
 def micro_batches(completions:list, # flat list of `Completion`s
                   advantages:torch.Tensor, # (B,) one per completion
-                  size:int, # responses per micro-batch
+                  g:GRPOConfig, # `micro_batch` (rows) and `max_tokens_per_micro_batch` (padded tokens)
                   pad_id:int, device, mask_truncated:bool=False) -> list[dict]:
     "Length-sorted, padded micro-batches with their advantages and loss masks."
-    order = sorted(range(len(completions)), key=lambda i: (len(completions[i].prompt_ids) + len(completions[i].ids), i))
     out = []
-    for s in range(0, len(order), size):
-        idx = order[s:s + size]
+    for idx in pack([(len(c.prompt_ids), len(c.ids)) for c in completions], 1, g.micro_batch, g.max_tokens_per_micro_batch):
         b = collate_completions([completions[i] for i in idx], pad_id, device=device)
         b['mask'] = loss_mask(b['completion_mask'], b['truncated'], mask_truncated)
         b['advantages'] = advantages[idx].to(device)
@@ -103,17 +91,14 @@ def micro_batches(completions:list, # flat list of `Completion`s
 # %% ../nbs/07_trainer.ipynb #a50dbad6
 def group_micro_batches(groups:list[list], # per prompt, its `n` `Completion`s
                         advantages:torch.Tensor, # (B,) one per completion, group by group
-                        size:int, # responses per micro-batch (whole groups: at least `n`)
+                        g:GRPOConfig, # `micro_batch` (rows, at least one group) and `max_tokens_per_micro_batch`
                         pad_id:int, device, mask_truncated:bool=False) -> list[dict]:
     "Micro-batches of whole groups, sorted by length, with each prompt once (`prompt_ids`: (g, P)) and `n` set."
     n = len(groups[0])
-    if any(len(g) != n or any(c.prompt_ids != g[0].prompt_ids for c in g) for g in groups):
+    if any(len(gr) != n or any(c.prompt_ids != gr[0].prompt_ids for c in gr) for gr in groups):
         raise ValueError("group_micro_batches: every group needs `n` completions of one prompt")
-    per = max(1, size // n)
-    order = sorted(range(len(groups)), key=lambda i: (len(groups[i][0].prompt_ids) + max(len(c.ids) for c in groups[i]), i))
     out = []
-    for s in range(0, len(order), per):
-        gi = order[s:s + per]
+    for gi in pack([(len(gr[0].prompt_ids), max(len(c.ids) for c in gr)) for gr in groups], n, g.micro_batch, g.max_tokens_per_micro_batch):
         b = collate_completions([groups[i] for i in gi], pad_id, device=device)
         p = collate_completions([groups[i][0] for i in gi], pad_id, device=device)
         b.update(prompt_ids=p['prompt_ids'], prompt_mask=p['prompt_mask'], n=n,
@@ -121,6 +106,18 @@ def group_micro_batches(groups:list[list], # per prompt, its `n` `Completion`s
                  advantages=advantages.view(len(groups), n)[gi].reshape(-1).to(device))
         out.append(b)
     return out
+
+def make_micro_batches(groups:list[list], # per prompt, its `n` `Completion`s
+                       advantages:torch.Tensor, # (B,) one per completion, group by group
+                       g:GRPOConfig, pad_id:int, device, mask_truncated:bool=False,
+                       share_prompts:bool=True, # one process and no activation checkpointing (see above)
+                      ) -> list[dict]:
+    "THE choice of micro-batches: whole groups with shared prompts when allowed and a group fits the budgets, else plain."
+    n = len(groups[0])
+    widest = max(len(gr[0].prompt_ids) for gr in groups) + max(len(c.ids) for gr in groups for c in gr)
+    if share_prompts and g.micro_batch >= n and (g.max_tokens_per_micro_batch is None or n * widest <= g.max_tokens_per_micro_batch):
+        return group_micro_batches(groups, advantages, g, pad_id, device, mask_truncated)
+    return micro_batches([c for gr in groups for c in gr], advantages, g, pad_id, device, mask_truncated)
 
 def _checkpointing(model) -> bool:
     "Activation checkpointing on, in training mode: transformers' layers then drop the key/value cache."
@@ -133,35 +130,34 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
                            n:int, # responses per group
                            with_entropy:bool=False, temperature:float=1.0,
                            keep:torch.Tensor|None=None, # (G*n, K) tokens that count (default: `completion_mask`)
+                           chunk_tokens:int=512, # tokens per logits chunk (`token_stats_head`)
                           ) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Like `sequence_logprobs`, computing each prompt once for its `n` responses: (G*n, K) log-probs and entropies."
     if _checkpointing(model): raise ValueError("shared_prefix_logprobs: activation checkpointing (training mode) drops the prompt's cache")
     from transformers import DynamicCache
-    K = completion_ids.shape[1]
+    K, keep = completion_ids.shape[1], (completion_mask if keep is None else keep).bool()
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (G, P)
     cache = DynamicCache(config=model.config)
-    first = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, past_key_values=cache,
-                  use_cache=True, logits_to_keep=1).logits[:, -1:]  # (G, 1, V) predicts each response's first token
-    logits = first.repeat_interleave(n, 0)  # (B, 1, V)
+    kw = dict(temperature=temperature, with_entropy=with_entropy, chunk_tokens=chunk_tokens)
+    with token_stats_head(model, completion_ids[:, :1], keep[:, :1], repeat=n, **kw):  # the prompt's last position predicts token 0
+        st = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1).logits  # (B, 1, 2)
     if K > 1:  # the responses' own tokens, on top of the repeated prompt cache
         cache.batch_repeat_interleave(n)
         mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask.to(prompt_mask.dtype)], 1)  # (B, P+K)
         cpos = pos[:, -1:].repeat_interleave(n, 0) + 1 + torch.arange(K, device=pos.device)  # (B, K)
-        rest = model(input_ids=completion_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=cpos[:, :-1],
-                     past_key_values=cache, use_cache=True).logits  # (B, K-1, V)
-        logits = torch.cat([logits, rest], 1)
-    logits = logits.float() / temperature  # (B, K, V)
-    lse = logits.logsumexp(-1)  # (B, K)
-    keep = (completion_mask if keep is None else keep).bool()
-    lp = (logits.gather(-1, completion_ids[..., None]).squeeze(-1) - lse).masked_fill(~keep, 0.)
-    ent = (lse - (logits.softmax(-1) * logits).sum(-1)).masked_fill(~keep, 0.) if with_entropy else None
-    return lp, ent
+        with token_stats_head(model, completion_ids[:, 1:], keep[:, 1:], **kw):
+            rest = model(input_ids=completion_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=cpos[:, :-1],
+                         past_key_values=cache, use_cache=True).logits  # (B, K-1, 2)
+        st = torch.cat([st, rest], 1)
+    return st[..., 0], (st[..., 1] if with_entropy else None)
 
-def mb_logprobs(model, mb:dict, with_entropy:bool=False, temperature:float=1.0):
-    "Log-probs (and entropies) of a micro-batch's responses: shared prompts when it holds whole groups (and no checkpointing)."
-    if 'n' in mb and not _checkpointing(model): return shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'],
-                                                mb['n'], with_entropy, temperature, keep=mb['mask'])
-    return sequence_logprobs(model, mb['input_ids'], mb['attention_mask'], mb['mask'], with_entropy=with_entropy, temperature=temperature)
+def mb_logprobs(model, mb:dict, with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512):
+    "Log-probs (and entropies) of a micro-batch's responses, shared prompts when it holds whole groups."
+    if 'n' in mb: return shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'],
+                                                mb['n'], with_entropy, temperature, keep=mb['mask'], chunk_tokens=chunk_tokens)
+    return sequence_logprobs(model, mb['input_ids'], mb['attention_mask'], mb['mask'], with_entropy=with_entropy,
+                             temperature=temperature, chunk_tokens=chunk_tokens)
 
 # %% ../nbs/07_trainer.ipynb #303a1080
 def _weighted(stats:list[tuple[float, dict]]) -> dict:
@@ -175,18 +171,26 @@ def _zero_backward(model, accelerator=None):
     zero = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=next(model.parameters()).device)).logits.sum() * 0.0
     accelerator.backward(zero) if accelerator is not None else zero.backward()
 
+def global_sum(x:float, accelerator=None) -> float:
+    "The sum of `x` over every process (itself on one process)."
+    if accelerator is None or accelerator.num_processes == 1: return float(x)
+    return float(accelerator.reduce(torch.tensor(float(x), dtype=torch.float64, device=accelerator.device), 'sum'))
+
 def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
                   entropy_coef:float, # the stage's entropy bonus
                   accelerator=None, # an `accelerate.Accelerator`, or None for plain torch
                  ) -> dict:
-    "One optimizer step on the micro-batches (gradient accumulation); returns loss stats and the grad norm."
-    g, T = cfg.grpo, (cfg.sampling.temperature or 1.0)
-    n_tokens = sum(float(mb['mask'].sum()) for mb in mbs)
+    "One optimizer step on the micro-batches (gradient accumulation); returns loss stats, the grad norm and timings."
+    g, T, chunk = cfg.grpo, (cfg.sampling.temperature or 1.0), cfg.grpo.logit_chunk_tokens
+    world = accelerator.num_processes if accelerator is not None else 1
+    n_tokens = global_sum(sum(float(mb['mask'].sum()) for mb in mbs), accelerator)  # the token-mean is over ALL processes
+    t0 = time.perf_counter()
     if ref is not None or g.updates_per_batch > 1:
         with torch.no_grad():
             for mb in mbs:
-                if ref is not None: mb['ref'] = mb_logprobs(ref, mb, temperature=T)[0]
-                if g.updates_per_batch > 1: mb['old'] = mb_logprobs(model, mb, temperature=T)[0]
+                if ref is not None: mb['ref'] = mb_logprobs(ref, mb, temperature=T, chunk_tokens=chunk)[0]
+                if g.updates_per_batch > 1: mb['old'] = mb_logprobs(model, mb, temperature=T, chunk_tokens=chunk)[0]
+    t_ref = time.perf_counter() - t0
     model.train()
     stats, gnorms = [], []
     for _ in range(g.updates_per_batch):
@@ -194,17 +198,18 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
         for i, mb in enumerate(mbs):
             sync = accelerator is None or i == len(mbs) - 1
             with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
-                lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T)
+                lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T, chunk_tokens=chunk)
                 loss, st = grpo_loss(lp, mb.get('old'), mb.get('ref'), mb['advantages'], mb['mask'], clip_eps=g.clip_eps,
                                      kl_coef=g.kl_coef if ref is not None else 0.0, entropies=ent, entropy_coef=entropy_coef, n_tokens=n_tokens)
                 if accelerator is None: loss.backward()
-                else: accelerator.backward(loss)
+                else: accelerator.backward(loss * world)  # DDP averages over processes; the token-mean already divides by all tokens
             stats.append((st['tokens'], {**st, 'loss': loss.item() * n_tokens / max(st['tokens'], 1)}))
         params = [p for p in model.parameters() if p.requires_grad]
         gn = accelerator.clip_grad_norm_(params, g.max_grad_norm) if accelerator is not None else torch.nn.utils.clip_grad_norm_(params, g.max_grad_norm)
         gnorms.append(float(gn))
         optimizer.step(); scheduler.step(); optimizer.zero_grad(set_to_none=True)
-    return {**_weighted(stats), 'grad_norm': float(np.mean(gnorms)), 'tokens': n_tokens}
+    return {**_weighted(stats), 'grad_norm': float(np.mean(gnorms)), 'tokens': n_tokens,
+            'time/ref': t_ref, 'time/update': time.perf_counter() - t0 - t_ref}
 
 # %% ../nbs/07_trainer.ipynb #8cacbace
 def make_optimizer(model, cfg:Config):
@@ -218,23 +223,32 @@ _EVAL_PROBLEMS = {}
 
 def eval_problems(es:EvalSet, cfg:Config) -> list[Problem]:
     "The problems of an evaluation set (cached per process)."
-    key = (es.source, es.limit, repr(cfg.tiny), str(cfg_levels_dir(cfg)))
-    if key not in _EVAL_PROBLEMS: _EVAL_PROBLEMS[key] = list(load_problems(es.source, limit=es.limit, cfg=cfg))
+    key = (es.source, es.limit, es.date_from, es.date_to, repr(cfg.tiny), str(cfg_levels_dir(cfg)))
+    if key not in _EVAL_PROBLEMS: _EVAL_PROBLEMS[key] = list(load_eval_problems(es, cfg))  # contest_date window, then limit
     return _EVAL_PROBLEMS[key]
 
-def evaluate_set(engine, tokenizer, es:EvalSet, cfg:Config, seed:int=0, reward_fn=None) -> dict:
+def evaluate_set(engine, tokenizer, es:EvalSet, cfg:Config, seed:int=0, reward_fn=None,
+                 acc=None, # an `Accelerator`: each process evaluates problems `rank::world` (None: all here)
+                ) -> dict:
     "pass@1 over `es.k` samples per problem, its spread across the samples, lengths and truncation."
     problems = eval_problems(es, cfg)
-    sp = SamplingParams(temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens, seed=seed)
-    groups = rollout(engine, problems, tokenizer, cfg, es.k, sp)
-    rewards = score([p for p in problems for _ in range(es.k)], [c.text for g in groups for c in g], cfg, reward_fn)
+    rank, world = (acc.process_index, acc.num_processes) if acc is not None else (0, 1)
+    mine = list(range(rank, len(problems), world))
+    local = []
+    if mine:
+        groups = rollout(engine, [problems[i] for i in mine], tokenizer, cfg, es.k, SamplingParams.of(cfg.eval.sampling, seed=seed))
+        rw = grade([problems[i] for i in mine for _ in range(es.k)], [c.text for g in groups for c in g], cfg.rewards, reward_fn)
+        local = [(i, rw[j * es.k:(j + 1) * es.k], [len(c.ids) for c in g], [c.finish_reason == 'length' for c in g])
+                 for j, (i, g) in enumerate(zip(mine, groups))]
+    rows = sorted(_gather(acc, local))  # every process: all problems, in problem order
+    rewards = [r for _, rs, _, _ in rows for r in rs]
     ok = np.array(rewards).reshape(len(problems), es.k) >= 1  # (problems, k)
     per_sample = ok.mean(0)  # (k,) accuracy of the j-th sample of every problem
     return {'name': es.name, 'source': es.source, 'n_problems': len(problems), 'k': es.k,
             'pass@1': float(ok.mean()), 'pass@1_std': float(per_sample.std(ddof=1)) if es.k > 1 else 0.0,
             'per_sample': [float(x) for x in per_sample], 'reward': float(np.mean(rewards)),
-            'len_mean': float(np.mean([len(c.ids) for g in groups for c in g])),
-            'trunc_frac': float(np.mean([c.finish_reason == 'length' for g in groups for c in g]))}
+            'len_mean': float(np.mean([x for _, _, ls, _ in rows for x in ls])),
+            'trunc_frac': float(np.mean([x for _, _, _, ts in rows for x in ts]))}
 
 def evaluate(model, tokenizer, cfg:Config,
              sets:list[EvalSet]|None=None, # default: `cfg.eval.sets`
@@ -242,11 +256,14 @@ def evaluate(model, tokenizer, cfg:Config,
              engine=None, # a rollout engine; default: an `HFEngine` on `model`
              records:bool=False, # also return the per-set records (for tables)
              reward_fn=None, # `reward_fn(problems, responses) -> list[float]`; default: the verifiers
+             acc=None, # an `Accelerator`: the sets are sharded over its processes
             ) -> dict:
     "Flat `eval/<name>/<metric>` results of `model` on the evaluation sets."
     engine = engine or make_engine('hf', model, tokenizer)
     seed = cfg.seed if seed is None else seed
-    recs = [evaluate_set(engine, tokenizer, es, cfg, seed=derive_seed(seed, 'eval', i), reward_fn=reward_fn) for i, es in enumerate(sets if sets is not None else cfg.eval.sets)]
+    rank = acc.process_index if acc is not None else 0
+    recs = [evaluate_set(engine, tokenizer, es, cfg, seed=derive_seed(seed, 'eval', i, rank), reward_fn=reward_fn, acc=acc)
+            for i, es in enumerate(sets if sets is not None else cfg.eval.sets)]
     flat = {f"eval/{r['name']}/{k}": r[k] for r in recs for k in ('pass@1', 'pass@1_std', 'reward', 'len_mean', 'trunc_frac')}
     return (flat, recs) if records else flat
 
@@ -305,11 +322,19 @@ def load_trainer_state(ckpt:Path) -> dict:
 
 # %% ../nbs/07_trainer.ipynb #b2d26f70
 def setup_accelerator(cfg:Config):
-    "An `Accelerator` for the configured device and dtype (bf16/fp16 autocast on GPUs)."
+    "An `Accelerator` for the configured device and dtype (bf16/fp16 autocast on GPUs), collective timeout and trackers."
+    from datetime import timedelta
     from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
     dev = get_device(cfg.model.device)
     mp = {'bfloat16': 'bf16', 'float16': 'fp16'}.get(cfg.model.dtype, 'no') if dev.type == 'cuda' else 'no'
-    return Accelerator(cpu=dev.type == 'cpu', mixed_precision=mp)
+    return Accelerator(cpu=dev.type == 'cpu', mixed_precision=mp, log_with=cfg.output.log_with or None,
+                       project_dir=str(Path(cfg.output.dir)/'trackers'),
+                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.output.collective_timeout_s))])
+
+def _numeric(row:dict) -> dict:
+    "The numeric entries of a metrics row (what trackers take)."
+    return {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 def _gather(acc, xs:list) -> list:
     "Concatenate python lists from all processes (identity on one process)."
@@ -346,9 +371,9 @@ def sample_groups(pairs, engine, tokenizer, cfg:Config, sampling:SamplingParams,
     pairs = _mine(pairs, acc)
     n, probs = cfg.grpo.n_samples, [p for p, _ in pairs]
     t0 = time.perf_counter()
-    comps = rollout(engine, probs, tokenizer, cfg, n, SamplingParams(**{**asdict(sampling), 'seed': seed}))
+    comps = rollout(engine, probs, tokenizer, cfg, n, SamplingParams.of(sampling, seed=seed))
     t1 = time.perf_counter()
-    flat = score([p for p in probs for _ in range(n)], [c.text for g in comps for c in g], cfg, reward_fn)
+    flat = grade([p for p in probs for _ in range(n)], [c.text for g in comps for c in g], cfg.rewards, reward_fn)
     g = Groups(probs, [j for _, j in pairs], comps, [flat[i * n:(i + 1) * n] for i in range(len(probs))])
     g.t_gen, g.t_score = t1 - t0, time.perf_counter() - t1
     return g
@@ -414,6 +439,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     # --- setup: device, models, optimizer, logs, resume
     acc = setup_accelerator(cfg)
     main, dev, out = acc.is_main_process, acc.device, Path(cfg.output.dir)
+    share_prompts = acc.num_processes == 1 and not cfg.model.gradient_checkpointing  # see `make_micro_batches`
     seed_everything(cfg.seed)
     ckpt = _prepare_run(out, resume, main)
     policy, tok = load_policy(str(ckpt/'policy') if ckpt else cfg.model.policy, cfg, dev)
@@ -425,21 +451,25 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         saved = load_trainer_state(ckpt)
         optimizer.load_state_dict(saved['optimizer']); scheduler.load_state_dict(saved['scheduler']); state = saved['state']
     policy, optimizer = acc.prepare(policy, optimizer)
-    engine = make_engine(cfg.model.engine, acc.unwrap_model(policy), tok,  # vLLM loads the weights from the folder
-                         **({'model_name_or_path': str(ckpt/'policy') if ckpt else resolve_model(cfg.model.policy, cfg)} if cfg.model.engine == 'vllm' else {}))
+    engine = make_engine(cfg, acc.unwrap_model(policy), tok, rank=acc.process_index, world_size=acc.num_processes,  # vLLM: one engine per rank,
+                         model_path=(str(ckpt/'policy') if ckpt else resolve_model(cfg.model.policy, cfg)) if cfg.model.engine == 'vllm' else None)  # loaded from the folder
     metrics, history = JsonlLog(out/'metrics.jsonl', main), JsonlLog(out/'pass_history.jsonl', main)
     if ckpt: metrics.keep_until(state.step); history.keep_until(state.step)
     else: metrics.reset(); history.reset()
     if main and not ckpt: (out/'config.yaml').write_text(cfg.to_yaml())
+    if cfg.output.log_with: acc.init_trackers(cfg.name, config=_numeric({k: v for sec in ('grpo', 'sampling') for k, v in getattr(cfg, sec).__dict__.items()}))
+    def log(row):
+        metrics.write(row)
+        if cfg.output.log_with: acc.log(_numeric(row), step=row['step'])
 
-    def run_eval(step):
+    def run_eval(step, sets=None):  # every process evaluates its share of the problems
         t0 = time.perf_counter()
-        res = evaluate(acc.unwrap_model(policy), tok, cfg, seed=derive_seed(cfg.seed, 'eval', step), engine=engine, reward_fn=reward_fn) if main else None
-        return {**_broadcast(acc, res), 'time/eval': time.perf_counter() - t0}
+        res = evaluate(acc.unwrap_model(policy), tok, cfg, sets=sets, seed=derive_seed(cfg.seed, 'eval', step), engine=engine, reward_fn=reward_fn, acc=acc)
+        return {**res, 'time/eval': time.perf_counter() - t0}
 
     if not ckpt and cfg.eval.sets:  # the starting point of every curve
         row = {'step': 0, 'stage': cfg.stages[0].name, 'stage_step': 0, **run_eval(0)}
-        state.stage_evals.append(row); metrics.write(row)
+        state.stage_evals.append(row); log(row)
 
     bar = tqdm(total=_total_steps(cfg), initial=state.step, disable=not (show_progress(progress) and main), desc='train', dynamic_ncols=True)
     samplers = {}
@@ -447,8 +477,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         stage = cfg.stages[state.stage]
         if state.stage not in samplers: samplers[state.stage] = StratifiedSampler(build_strata(stage, cfg), cfg.grpo.batch_prompts, cfg.seed, state.stage)
         sampler, t_step = samplers[state.stage], time.perf_counter()
-        sampling = SamplingParams(temperature=cfg.sampling.temperature, top_p=cfg.sampling.top_p,
-                                  max_new_tokens=stage.max_new_tokens or cfg.sampling.max_new_tokens)
+        sampling = SamplingParams.of(cfg.sampling, max_new_tokens=stage.max_new_tokens or cfg.sampling.max_new_tokens)
         # --- 1-4a. prompts (stratified), rollouts, rewards; optionally drop all-equal groups and refill
         first, batch, seen, rounds = collect_groups(sampler, state.stage_step, state.step, engine, tok, cfg, sampling, acc, reward_fn)
         # --- 4b. group advantages (truncated responses leave the baseline if the stage says so)
@@ -458,15 +487,15 @@ def train(cfg:Config, # the run's configuration (`load_config`)
             trunc = torch.tensor([c.finish_reason == 'length' for c in flat])
             valid = ~trunc if stage.mask_truncated and not stage.truncated_in_baseline else None
             adv = group_advantages([r for g in batch.rewards for r in g], cfg.grpo.n_samples, cfg.grpo.scale_advantages, valid=valid)
-            if acc.num_processes == 1 and cfg.grpo.micro_batch >= cfg.grpo.n_samples and not cfg.model.gradient_checkpointing:  # whole groups: each prompt once
-                mbs = group_micro_batches(batch.completions, adv, cfg.grpo.micro_batch, tok.pad_token_id, dev, stage.mask_truncated)
-            else: mbs = micro_batches(flat, adv, cfg.grpo.micro_batch, tok.pad_token_id, dev, stage.mask_truncated)
-        # --- 5. policy update: micro-batches, gradient accumulation, KL to the reference
+            mbs = make_micro_batches(batch.completions, adv, cfg.grpo, tok.pad_token_id, dev, stage.mask_truncated, share_prompts)
+        # --- 5. policy update: micro-batches (token budget), gradient accumulation, KL to the reference; then the engine gets the new weights
+        t_sync = 0.0
         if mbs or acc.num_processes > 1:  # every process joins the gradient all-reduce, even with nothing to train on
             torch.manual_seed(derive_seed(cfg.seed, 'update', state.step))
             ent_coef = cfg.grpo.entropy_coef if stage.entropy_coef is None else stage.entropy_coef
+            engine.sleep()  # vLLM frees its KV cache (and weights) during the update where the platform allows
             stats = policy_update(policy, ref, optimizer, scheduler, mbs, cfg, ent_coef, acc)
-            engine.sync_weights(acc.unwrap_model(policy))
+            t1 = time.perf_counter(); engine.wake(); engine.sync_weights(acc.unwrap_model(policy)); t_sync = time.perf_counter() - t1
         state.step, state.stage_step = state.step + 1, state.stage_step + 1
         t_update = time.perf_counter() - t0
         # --- 6. log, evaluate, end the stage, checkpoint
@@ -488,25 +517,32 @@ def train(cfg:Config, # the run's configuration (`load_config`)
             if not state.done and cfg.stages[state.stage].reset_optimizer:
                 optimizer, scheduler = make_optimizer(acc.unwrap_model(policy), cfg)
                 optimizer = acc.prepare(optimizer)
-        row.update({'time/gen': first.t_gen, 'time/score': first.t_score, 'time/update': t_update, 'time/step': time.perf_counter() - t_step})
-        metrics.write(row)
+        gen_tokens = sum(_gather(acc, [len(c.ids) for cs in first.completions for c in cs]))
+        row.update({'time/gen': first.t_gen, 'time/score': first.t_score, 'time/sync': t_sync, 'time/step': time.perf_counter() - t_step,
+                    'perf/gen_tokens_per_s': gen_tokens / max(first.t_gen, 1e-9)})
+        row.setdefault('time/update', t_update)
+        if dev.type == 'cuda': row['perf/gpu_peak_gib'] = torch.cuda.max_memory_allocated(dev) / 2**30
+        log(row)
         bar.update(1); bar.set_postfix(stage=stage.name, reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.3f}")
         if (cfg.output.save_every and state.step % cfg.output.save_every == 0) or reason:
             acc.wait_for_everyone()
             if main: save_checkpoint(out, state, acc.unwrap_model(policy), tok, optimizer, scheduler, cfg.output.keep_last)
         if stop_after is not None and state.step >= stop_after: break
     bar.close()
+    if state.done and cfg.eval.final_sets is not None and not (ckpt and any(r.get('final') for r in metrics.read())):
+        log({'step': state.step, 'stage': 'final', 'final': True, **run_eval(state.step, cfg.eval.final_sets)})
     if state.done and main: acc.unwrap_model(policy).save_pretrained(out/'policy'); tok.save_pretrained(out/'policy')
+    if cfg.output.log_with: acc.end_training()
     return metrics.read()
 
 # %% ../nbs/07_trainer.ipynb #257ebb6d
-def evaluate_model(cfg:Config, # gives the benchmarks (`eval.sets`), the protocol, device and dtype
+def evaluate_model(cfg:Config, # gives the benchmarks (`eval.final_sets`, else `eval.sets`), the protocol, the engine, device and dtype
                    spec:str|None=None, # any model spec (`tiny:<role>`, a folder, a hub id); None: `cfg.model.policy`
                   ) -> dict:
-    "The evaluation table of the model `spec`: pass@1 over k samples on every set of `cfg.eval.sets`."
+    "The evaluation table of the model `spec`: pass@1 over k samples on every final evaluation set, with the configured engine."
     spec = spec or cfg.model.policy
     model, tok = load_policy(spec, cfg, get_device(cfg.model.device), cfg.model.dtype)
-    _, recs = evaluate(model, tok, cfg, records=True)
-    return {'model': spec, 'config': cfg.name, 'seed': cfg.seed,
-            'protocol': {'temperature': cfg.eval.temperature, 'top_p': cfg.eval.top_p, 'max_new_tokens': cfg.eval.max_new_tokens},
+    engine = make_engine(cfg, model, tok, model_path=resolve_model(spec, cfg))  # `model.engine`: vLLM serves the same weights
+    _, recs = evaluate(model, tok, cfg, sets=cfg.eval.final_sets or cfg.eval.sets, engine=engine, records=True)
+    return {'model': spec, 'config': cfg.name, 'seed': cfg.seed, 'protocol': asdict(cfg.eval.sampling),
             'benchmarks': {r['name']: {k: v for k, v in r.items() if k != 'name'} for r in recs}}

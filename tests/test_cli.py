@@ -80,6 +80,25 @@ def test_filter_without_scores(tmp_path):
 def test_score_import_of_a_missing_file(tmp_path):
     one_line_error(cli('score', 'smoke', '--import', str(tmp_path/'rates.jsonl'), f'output.dir={tmp_path}'), 'score --import')
 
+def test_score_import_then_filter(tmp_path):
+    "`score --import FILE` stores rates through `scoring.import_rates` (a bad row: one line naming file:line); filter reads them."
+    from staged_rl.config import ROLES, load_config
+    from staged_rl.filtering import load_pool
+    over = [f'output.dir={tmp_path/"run"}', f'data.levels_dir={tmp_path/"levels"}', 'scoring.k=4']
+    pid = load_pool(load_config('smoke', over))[0].id
+    rates = tmp_path/'rates.jsonl'
+    rates.write_text(json.dumps({'id': pid, 'role': 'small', 'passes': 2, 'k': 4}) + '\n' + json.dumps({'id': 'nope', 'role': 'small', 'passes': 1, 'k': 4}) + '\n')
+    one_line_error(cli('score', 'smoke', '--import', str(rates), *over), f'{rates}:2', "unknown id 'nope'")
+    assert not (tmp_path/'run'/'scores.jsonl').exists()  # nothing written before every row is checked
+    rates.write_text(''.join(json.dumps({'id': pid, 'role': r, 'passes': v, 'k': 4}) + '\n' for r, v in zip(ROLES, (2, 4, 0, 4))))
+    r = cli('score', 'smoke', '--import', str(rates), *over)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])['imported']['rows'] == 4
+    r = cli('filter', 'smoke', *over)
+    assert r.returncode == 0, r.stderr
+    counts = json.loads(r.stdout.strip().splitlines()[-1])['counts']
+    assert counts['level1']['math'] + counts['level1']['code'] == 1  # small 2/4, medium 4/4: level 1 (and level 3)
+
 # ---- --no-progress ----------------------------------------------------------------------------------------------------
 def test_no_progress_reaches_the_library_and_child_processes():
     code = ("import os, sys; from staged_rl.cli import main; from staged_rl.config import show_progress; "
@@ -93,8 +112,8 @@ def test_no_progress_reaches_the_library_and_child_processes():
 
 # ---- the README's pipeline, literally, on the smoke preset ------------------------------------------------------------
 SHORT = {  # overrides that keep each step to seconds; the commands themselves are the README's
-    'ladder': ['eval.max_new_tokens=32'],
-    'score': ['scoring.max_new_tokens=32'], 'filter': ['scoring.max_new_tokens=32'],  # the same scoring settings: the same store
+    'ladder': ['eval.sampling.max_new_tokens=32'],
+    'score': ['scoring.sampling.max_new_tokens=32'], 'filter': ['scoring.sampling.max_new_tokens=32'],  # the same scoring settings: the same store
     'train': ['stages.0.max_steps=1', 'stages.1.max_steps=1', 'eval.sets.0.limit=2', 'eval.sets.1.limit=2'],
     'eval': ['eval.sets.0.limit=2', 'eval.sets.1.limit=2'],
 }

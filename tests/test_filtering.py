@@ -45,10 +45,10 @@ def test_level3_keep_shares(domain, u, kept):
     assert (3 in assign_levels(R(1, 1, 0.5, 1), domain, rng=Fixed(u))) == kept
 
 def test_threshold_and_keep_parameters():
-    assert assign_levels(R(1, 1, 0.25, 1), 'math', rng=Fixed(0.99), large_solved_threshold=0.25) == {3}  # <= t: not solved
-    assert assign_levels(R(1, 1, 0.3, 1), 'math', rng=Fixed(0.99), large_solved_threshold=0.25) == set()
-    assert assign_levels(R(1, 1, 1, 1), 'math', rng=Fixed(0.0), keep_math_solved=0.0) == set()
-    assert assign_levels(R(1, 1, 1, 1), 'code', rng=Fixed(0.95), keep_code_solved=1.0) == {3}
+    assert assign_levels(R(1, 1, 0.25, 1), 'math', FilterConfig(large_solved_threshold=0.25), rng=Fixed(0.99)) == {3}  # <= t: not solved
+    assert assign_levels(R(1, 1, 0.3, 1), 'math', FilterConfig(large_solved_threshold=0.25), rng=Fixed(0.99)) == set()
+    assert assign_levels(R(1, 1, 1, 1), 'math', FilterConfig(keep_math_solved=0.0), rng=Fixed(0.0)) == set()
+    assert assign_levels(R(1, 1, 1, 1), 'code', FilterConfig(keep_code_solved=1.0), rng=Fixed(0.95)) == {3}
 
 def test_no_draw_unless_needed():
     assert assign_levels(R(0.5, 0.5, 0, 1), 'math') == {1, 2, 3}  # rng=None is fine: no draw needed

@@ -47,7 +47,7 @@ def test_bad_row_names_file_line_and_reason(tmp_path, row, reason):
 
 @pytest.mark.parametrize('override,field', [
     ('grpo.lr=0', 'grpo.lr'), ('grpo.lr=-1e-6', 'grpo.lr'), ('grpo.n_samples=1', 'grpo.n_samples'),
-    ('sampling.top_p=0', 'sampling.top_p'), ('eval.top_p=1.2', 'eval.top_p'), ('stages.0.data=[]', 'stages.0.data'),
+    ('sampling.top_p=0', 'sampling.top_p'), ('eval.sampling.top_p=1.2', 'eval.sampling.top_p'), ('stages.0.data=[]', 'stages.0.data'),
     ('grpo.bogus=1', 'grpo.bogus'), ('grpo.batch_prompts=many', 'grpo.batch_prompts'), ('model.dtype=fp8', 'model.dtype'),
 ])
 def test_bad_config_errors(override, field):

@@ -1,4 +1,8 @@
-"""The math reward (staged_rl.math_reward) on real benchmark answers, and its time bound on pathological inputs."""
+"""The math reward (staged_rl.math_reward) on real benchmark answers, and its time bound on pathological inputs.
+
+Time bounds here are safety bounds only (a missing deadline runs for hours; the bounds are 10x or more what a deadline
+allows), so that a loaded machine does not fail them; how long the deadlines take is measured by
+`benchmarks/bench_timeouts.py`."""
 import json, os, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 import pytest
@@ -59,7 +63,7 @@ def test_pathological_inputs_are_bounded_in_threads():
     with ThreadPoolExecutor(3) as ex: got = list(ex.map(lambda e: score_math(boxed(e), "5", timeout_s=2), EVIL))
     dt = time.monotonic() - t0
     assert got == [0.0] * len(EVIL)
-    assert dt < 2 * len(EVIL) + 10, f"took {dt:.1f}s"
+    assert dt < 10 * 2 * len(EVIL), f"took {dt:.1f}s: 10x the deadlines of all the inputs one after the other"
     assert score_math(boxed("5"), "5") == 1.0  # the pool recovered
 
 def test_pathological_batch_is_bounded_and_ordered():
@@ -67,13 +71,13 @@ def test_pathological_batch_is_bounded_and_ordered():
     t0 = time.monotonic()
     got = score_math_batch(resp, ["5"] * len(EVIL) + ["7", "7", "7"], workers=2, timeout_s=2)
     assert got == [0.0] * len(EVIL) + [1.0, 1.0, 0.0]
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < 10 * 2 * len(resp)  # 10x the deadlines one after the other
 
 def test_bounded_inside_a_worker_process():
     "score_math is bounded in a worker process too (its own pool), and in that process's threads."
     code = ("import threading, time\nfrom staged_rl.math_reward import score_math\nout = []\n"
             "t = threading.Thread(target=lambda: out.append(score_math(r'\\boxed{(9999!)!}', '5', timeout_s=2))); t0 = time.monotonic(); t.start(); t.join()\n"
-            "print(out, time.monotonic() - t0 < 15)")
+            "print(out, time.monotonic() - t0 < 10 * 2 + 60)")  # 10x the deadline, plus the worker's start (imports)
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "[0.0] True", r.stderr[-2000:]
 
@@ -88,5 +92,5 @@ def test_batch_errors():
 def test_deadline_pool_replaces_late_workers():
     with DeadlinePool(2, warmup_s=1) as pool:
         t0 = time.monotonic()
-        out = pool.run([('time:sleep', (30,), 0.5)] * 3 + [('math:sqrt', (4,), 5)], default=-1)
-        assert out == [-1, -1, -1, 2.0] and time.monotonic() - t0 < 12
+        out = pool.run([('time:sleep', (300,), 0.5)] * 3 + [('math:sqrt', (4,), 5)], default=-1)
+        assert out == [-1, -1, -1, 2.0] and time.monotonic() - t0 < 120  # far above the deadlines, far below the sleeps

@@ -1,6 +1,6 @@
 """Rollout engines: correctness of the HF sampling loop against the model itself, reproducibility, stopping,
-and the vLLM engine's translation layer (with a fake `vllm` module; the real one needs a GPU)."""
-import sys, types
+and the vLLM engine's pure helpers (the engine itself runs against the real vLLM: tests/test_vllm_real.py)."""
+import sys
 import pytest
 import torch
 from staged_rl.rollout import (Completion, HFEngine, SamplingParams, VLLMEngine, make_engine, sample_tokens, toy_lm)
@@ -113,7 +113,7 @@ def test_tokenizer_without_pad_token(lm):
 def test_bad_inputs(lm):
     model, tok = lm
     eng = HFEngine(model, tok)
-    with pytest.raises(ValueError, match='list of strings'): eng.generate('a prompt', 1)
+    with pytest.raises(ValueError, match='list of token-id lists'): eng.generate('a prompt', 1)
     with pytest.raises(ValueError, match=r'prompts\[1\]'): eng.generate(['a', None], 1)
     with pytest.raises(ValueError, match='n=0'): eng.generate(['a'], 0)
     with pytest.raises(ValueError, match='top_p'): SamplingParams(top_p=1.5)
@@ -127,51 +127,38 @@ def test_sample_tokens_greedy_and_seeded():
     assert torch.equal(sample_tokens(logits, generator=g1), sample_tokens(logits, generator=g2))
 
 
-# ---- vLLM engine: translation layer with a fake vllm module ----------------------------------------------------
+# ---- vLLM engine: what can be checked without vLLM (the engine itself: tests/test_vllm_real.py, `make test-vllm`) ----
 
-def _fake_vllm(calls):
-    mod = types.ModuleType('vllm')
-    class SamplingParams:
-        def __init__(self, **kw): self.kw = kw; calls['sampling'] = kw
-    class Logprob:
-        def __init__(self, v): self.logprob = v
-    class Model:
-        def load_weights(self, weights): calls['weights'] = [n for n, _ in weights]
-    class LLM:
-        def __init__(self, model, **kw):
-            calls['llm'] = dict(model=model, **kw)
-            self.llm_engine = types.SimpleNamespace(model_executor=types.SimpleNamespace(
-                driver_worker=types.SimpleNamespace(model_runner=types.SimpleNamespace(model=Model()))))
-        def get_tokenizer(self): return 'tok'
-        def reset_prefix_cache(self): calls['reset'] = True
-        def generate(self, prompts, sp, use_tqdm=False):
-            n = sp.kw['n']
-            outs = []
-            for i, p in enumerate(prompts):
-                comps = [types.SimpleNamespace(token_ids=[10 + j, 2], text=f'{p}-{j}', finish_reason='length' if j else 'stop',
-                                               logprobs=[{10 + j: Logprob(-0.5)}, {2: Logprob(-1.5)}] if sp.kw['logprobs'] is not None else None)
-                         for j in range(n)]
-                outs.append(types.SimpleNamespace(prompt_token_ids=[1, i], outputs=comps))
-            return outs
-    mod.LLM, mod.SamplingParams = LLM, SamplingParams
-    return mod
+def test_vllm_kwargs_use_every_setting():
+    from staged_rl.config import VLLMConfig
+    from staged_rl.rollout import vllm_kwargs
+    v = VLLMConfig(gpu_memory_utilization=0.4, max_model_len=1000, tensor_parallel_size=2, enable_prefix_caching=False,
+                   enable_sleep_mode=True, max_num_batched_tokens=777, enforce_eager=True, seed=5, extra={'max_num_seqs': 9})
+    kw = vllm_kwargs(v, torch.bfloat16, rank=3, world_size=4)
+    assert kw == dict(gpu_memory_utilization=0.4, max_model_len=1000, tensor_parallel_size=2, dtype='bfloat16',
+                      enable_prefix_caching=False, enable_sleep_mode=True, max_num_batched_tokens=777, enforce_eager=True,
+                      seed=5 + 1, logprobs_mode='processed_logprobs', distributed_executor_backend='external_launcher',
+                      max_num_seqs=9)  # rank 3 is in TP group 1
+    one = vllm_kwargs(VLLMConfig(), torch.float32)
+    assert one['dtype'] == 'float32' and 'distributed_executor_backend' not in one and 'max_model_len' not in one
+    assert vllm_kwargs(VLLMConfig(dtype='bfloat16'), torch.float32)['dtype'] == 'bfloat16'  # explicit: allowed
+    with pytest.raises(ValueError, match='must divide'): vllm_kwargs(VLLMConfig(tensor_parallel_size=3), 'float32', 0, 4)
+    with pytest.raises(ValueError, match='dtype'): vllm_kwargs(VLLMConfig(), torch.int8)
 
 
-def test_vllm_engine_translation(monkeypatch, lm):
-    calls = {}
-    monkeypatch.setitem(sys.modules, 'vllm', _fake_vllm(calls))
-    eng = make_engine('vllm', model_name_or_path='/models/policy', gpu_memory_utilization=0.3)
-    assert calls['llm']['model'] == '/models/policy' and calls['llm']['gpu_memory_utilization'] == 0.3
-    assert calls['llm']['logprobs_mode'] == 'processed_logprobs'
-    res = eng.generate(['p0', 'p1'], 2, SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=5, seed=3, stop_token_ids=[7], logprobs=True))
-    assert calls['sampling'] == dict(n=2, temperature=0.7, top_p=0.9, max_tokens=5, seed=3, stop_token_ids=[7], logprobs=0,
-                                     skip_special_tokens=True)
-    assert [[c.finish_reason for c in g] for g in res] == [['stop', 'length']] * 2
-    assert res[1][1] == Completion([1, 1], [11, 2], 'p1-1', 'length', [-0.5, -1.5])
-    model, _ = lm
-    eng.sync_weights(model)
-    assert calls['weights'] == [n for n, _ in model.named_parameters()] and calls['reset']
-    assert eng.generate(['p'], 1)[0][0].logprobs is None
+def test_prompts_as_token_ids(lm):
+    model, tok = lm
+    eng = HFEngine(model, tok)
+    ids = [tok(p)['input_ids'] for p in PROMPTS]
+    sp = SamplingParams(max_new_tokens=6, seed=2)
+    a = eng.generate(ids, 3, sp)
+    assert ids_of(a) == ids_of(eng.generate(PROMPTS, 3, sp)) and [g[0].prompt_ids for g in a] == ids
+    bos = [[tok.pad_token_id] + ids[0]]  # ids are used as given (no tokenizer round trip that could add or drop a token)
+    assert eng.generate(bos, 1, sp)[0][0].prompt_ids == bos[0]
+    same = eng.generate([ids[0], ids[0]], 4, sp)
+    assert all(same[0][j].ids != same[1][j].ids for j in range(4))  # sample j of two identical prompts differ
+    with pytest.raises(ValueError, match=r'prompts\[1\]'): eng.generate([ids[0], [1.5]], 1)
+    with pytest.raises(ValueError, match=r'prompts\[0\] has no tokens'): eng.generate([[]], 1)
 
 
 def test_vllm_missing_gives_clear_import_error(monkeypatch):

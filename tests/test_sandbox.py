@@ -72,6 +72,8 @@ HOSTILE = [
     ('thread_bomb', 'import threading, time\nwhile True:\n    try: threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n    except RuntimeError: break\nprint(input())', ECHO_TESTS, 1.0),
     ('kill_everything', 'import os, signal\nfor pid in [-1, 0, 1, os.getppid()]:\n    try: os.kill(pid, signal.SIGKILL)\n    except OSError: pass\n' + ADD, ADD_TESTS, 0.0),
     ('fd_exhaustion', 'fs = []\ntry:\n    while True: fs.append(open("/dev/null"))\nexcept OSError: pass\nprint(input())', ECHO_TESTS, 1.0),
+    ('delete_workdir', 'import os, shutil\nfor n in os.listdir("."):\n    try: os.remove(n)\n    except OSError: shutil.rmtree(n, ignore_errors=True)\nshutil.rmtree(os.getcwd(), ignore_errors=True)\nprint(input())', ECHO_TESTS, 1.0),
+    ('fill_root', 'import os\ndirs = ["/", "/etc", "/usr", "/dev", "/dev/shm", "/var/tmp", "/run", "/home"] + ([os.getcwd()] if os.getcwd() != "/tmp" else [])\ntotal = 0\nfor d in dirs:\n    for i in range(400):\n        try:\n            with open(os.path.join(d, "fill%d" % i), "wb") as f: f.write(b"x" * 60000)\n            total += 60000\n        except OSError: break\nprint("written=%d" % total)', stdin_expect('written=0'), 1.0),
     ('ptrace_parent', 'import ctypes, os\nlibc = ctypes.CDLL(None)\nok = [p for p in {os.getppid(), 1} if libc.ptrace(16, p, 0, 0) == 0]\ntry: open(f"/proc/{os.getppid()}/mem", "rb").read(1); ok.append("mem")\nexcept OSError: pass\nprint("attached" if ok else "no")', stdin_expect('attached'), 0.0),
 ]
 
@@ -167,7 +169,7 @@ def test_partial_credit_after_crash():
 # ---- the same programs under the other isolation configurations -------------------------------------------
 SUBSET = ['infinite_loop_call', 'fork_bomb', 'memory_bomb', 'huge_output', 'setsid_daemon', 'delete_files',
           'create_files', 'env_secrets', 'socket_tcp', 'socket_udp', 'exit_zero_load', 'always_equal',
-          'read_expected_from_memory', 'ignore_sigterm', 'kill_everything', 'ptrace_parent']
+          'read_expected_from_memory', 'ignore_sigterm', 'kill_everything', 'ptrace_parent', 'delete_workdir', 'fill_root']
 DRIVER = r'''
 import json, sys
 from staged_rl.code_reward import score_code_batch
@@ -189,7 +191,8 @@ def _run_driver(user:bool, disable:str, python:str|None, tcp_port:int, udp_port:
         _, prog, t, w = progs[n]
         if t is None: t = {'kind': 'stdin', 'cases': [{'input': f'{tcp_port if n == "socket_tcp" else udp_port}\n', 'output': 'connected'}]}
         resp.append(f"```python\n{prog}```"); tests.append(t); want.append(w)
-    lim = {**{k: getattr(LIM, k) for k in ('timeout_s', 'total_timeout_s', 'startup_s', 'memory_mb', 'max_procs', 'max_output_bytes', 'tmp_mb', 'max_timeouts')}, 'python': python}
+    lim = {**{k: getattr(LIM, k) for k in ('timeout_s', 'total_timeout_s', 'startup_s', 'memory_mb', 'max_procs', 'max_output_bytes', 'tmp_mb', 'max_timeouts')}, 'python': python,
+           'packages': []}  # the system python has no sortedcontainers; the pyenv one (which has) is not readable by a user
     env = {'PATH': '/usr/bin:/bin', 'PYTHONPATH': str(Path(__file__).resolve().parents[1]), 'HOME': '/tmp',
            'STAGED_RL_SANDBOX_DISABLE': disable, 'SRL_SECRET_TOKEN': SECRET}
     cmd = ([shutil.which('setpriv'), '--reuid', str(NOBODY), '--regid', str(NOBODY), '--clear-groups'] if user else []) + [python or SYS_PY, '-c', DRIVER]

@@ -1,9 +1,10 @@
 """The tiny world end to end at smoke scale: problems, tokenizer, a freshly built ladder, the real verifiers."""
-import json, random, time
+import json, random
 import pytest
 from staged_rl.config import load_config, ROLES
 from staged_rl.data import Problem, load_problems, build_prompt
 from staged_rl import tiny
+from staged_rl.models import load_model, resolve_model
 
 TEXTS = ["x  y\n\n\\boxed{3}", "```python\ndef f(x):\n    x = max(x, 10)\n\treturn x\n```\n",
          "Start with 7, then apply: +3.\\n {a}{{b}} \\\\frac{1}{2}  \n \n", "  leading and trailing  ", "é ü 漢字 ∑ — “q”"]
@@ -14,13 +15,21 @@ def cfg(tmp_path_factory):
     return load_config('smoke', [f"tiny.cache_dir={tmp_path_factory.mktemp('tinycache')}"])
 
 
+def rebuild_forbidden(*a, **k): raise AssertionError("build_ladder trained again: the cached ladder was not reused")
+
 @pytest.fixture(scope='module')
 def ladder(cfg):
-    t0 = time.time(); paths = tiny.build_ladder(cfg); built = time.time() - t0
-    t0 = time.time(); again = tiny.build_ladder(cfg); reused = time.time() - t0
-    assert again == paths and reused < 2, f"second build_ladder call should hit the cache (took {reused:.1f}s)"
-    print(f"smoke ladder built in {built:.1f}s")
+    paths = tiny.build_ladder(cfg)
+    build, tiny._build = tiny._build, rebuild_forbidden  # a second call must come from the cache, without training
+    try: assert tiny.build_ladder(cfg) == paths
+    finally: tiny._build = build
     return paths
+
+def arch(folder):
+    "(hidden size, layers, parameter count) of a saved model."
+    from transformers import AutoModelForCausalLM
+    m = AutoModelForCausalLM.from_pretrained(folder)
+    return m.config.hidden_size, m.config.num_hidden_layers, sum(p.numel() for p in m.parameters())
 
 
 def test_sources_deterministic_and_disjoint(cfg):
@@ -38,16 +47,34 @@ def test_sources_deterministic_and_disjoint(cfg):
 
 def test_files_load_with_auto_classes(ladder, cfg):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    sizes = []
+    weights = []
     for r in ROLES:
         m, t = AutoModelForCausalLM.from_pretrained(ladder[r]), AutoTokenizer.from_pretrained(ladder[r])
         assert m.config.model_type == 'qwen2' and t.eos_token == '<|im_end|>' and t.pad_token == '<|endoftext|>'
         assert m.generation_config.eos_token_id == t.eos_token_id
-        sizes.append(sum(p.numel() for p in m.parameters()))
-    assert sizes == sorted(sizes)
-    m, t = tiny.load_model('tiny:small', cfg=cfg)
-    assert tiny.resolve_model('tiny:small', cfg) == str(ladder['small'])
+        weights.append(m.model.embed_tokens.weight.detach())
+    # the smoke roles share one architecture (checked for every role in test_ladder_roles_are_the_configured_models)
+    # and differ by their SFT steps only: every role's weights are its own checkpoint
+    assert all(not w.equal(v) for i, w in enumerate(weights) for v in weights[i + 1:])
+    m, t = load_model('tiny:small', cfg=cfg)
+    assert resolve_model('tiny:small', cfg) == str(ladder['small'])
     assert type(m).__name__ == 'Qwen2ForCausalLM'
+
+
+def test_ladder_roles_are_the_configured_models(ladder, cfg, tmp_path):
+    "Each role is the (hidden, layers) the config gives it: on the smoke ladder, and on a ladder of four different sizes."
+    tc = cfg.tiny
+    assert [arch(ladder[r])[:2] for r in ROLES] == list(zip(tc.hidden_sizes, tc.n_layers))
+    # a few SFT steps are enough to check that the sizes reach the files and that bigger roles have more parameters
+    mixed = load_config('smoke', [f"tiny.cache_dir={tmp_path}", 'tiny.hidden_sizes=[16,32,32,48]', 'tiny.n_layers=[1,1,2,2]',
+                                  'tiny.sft_steps=[2,3,2,2]', 'tiny.sft_problems=64', 'tiny.sft_batch=4'])
+    paths = tiny.build_ladder(mixed, verbose=False)
+    got = [arch(paths[r]) for r in ROLES]
+    assert [g[:2] for g in got] == [(16, 1), (32, 1), (32, 2), (48, 2)]
+    sizes = [g[2] for g in got]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 4, sizes
+    runs = json.loads((tiny.ladder_dir(mixed)/'ladder.json').read_text())['build']['runs']
+    assert sorted((r['hidden'], r['layers'], r['params']) for r in runs) == sorted(got)
 
 
 def test_tokenizer_round_trip_through_model_folder(ladder, cfg):
@@ -92,7 +119,7 @@ def test_cmd_ladder_orders_the_roles(ladder, cfg, capsys):
 
 
 def test_load_model_accepts_folders_and_rejects_bad_roles(ladder, cfg):
-    m, t = tiny.load_model(str(ladder['strongest']), dtype='bfloat16')
+    m, t = load_model(str(ladder['strongest']), dtype='bfloat16')
     assert next(m.parameters()).dtype.__str__() == 'torch.bfloat16' and t.pad_token_id is not None
-    with pytest.raises(ValueError, match='tiny:small'): tiny.resolve_model('tiny:huge', cfg)
-    assert tiny.resolve_model('deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B') == 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'
+    with pytest.raises(ValueError, match='tiny:small'): resolve_model('tiny:huge', cfg)
+    assert resolve_model('deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B') == 'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B'

@@ -4,13 +4,10 @@ switches (step budget and plateau), masking of truncated responses, online filte
 The policy is the smoke ladder's weakest model (`tiny:small`, built once into the tiny cache); level files are
 written from the tiny pools into each test's folder. Tests that need a non-trivial learning signal use a toy
 reward that is a deterministic function of the response text (the smoke model solves nothing yet)."""
-import json, importlib.util, os
+import json, os
 from pathlib import Path
 import pytest
 import torch
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec('staged_rl.tiny') is None or importlib.util.find_spec('staged_rl.rewards') is None,
-                                reason='staged_rl.tiny / staged_rl.rewards not available')
 
 from staged_rl.config import load_config
 from staged_rl.data import load_problems, save_problems, level_path
@@ -38,7 +35,7 @@ def smoke(tmp_path, levels, *over):
     return load_config('smoke', [f'output.dir={tmp_path}', f'data.levels_dir={levels}', 'eval.sets.0.limit=4', 'eval.sets.1.limit=2',
                                  'rewards.workers=2', *over])
 
-def untimed(rows): return [{k: v for k, v in r.items() if not k.startswith('time/')} for r in rows]
+def untimed(rows): return [{k: v for k, v in r.items() if not k.startswith(('time/', 'perf/'))} for r in rows]
 
 # ---- a real run --------------------------------------------------------------------------------------------------
 def test_smoke_run_end_to_end(tmp_path, levels):
@@ -61,6 +58,29 @@ def test_smoke_run_end_to_end(tmp_path, levels):
     assert (tmp_path/'checkpoints').exists() and (tmp_path/'pass_history.jsonl').exists()
     hist = [json.loads(l) for l in (tmp_path/'pass_history.jsonl').read_text().splitlines()]
     assert len(hist) == 4 * cfg.grpo.batch_prompts and {'id', 'pass_rate', 'step', 'stage'} <= hist[0].keys()
+
+# ---- the policy gradient itself -----------------------------------------------------------------------------------
+def _len_reward(sign):
+    "Reward in [0, 1] linear in the response's length in characters: sign +1 rewards long responses, -1 short ones."
+    return lambda ps, rs: [(min(len(r), 200) / 200) if sign > 0 else 1 - min(len(r), 200) / 200 for r in rs]
+
+def test_policy_gradient_follows_the_reward(tmp_path, levels):
+    """With KL and entropy terms off, only the advantage-weighted term moves the policy: rewarding short responses
+    must shorten them and rewarding long ones lengthen them (same seeds, so both runs start from the same batch).
+    A sign error in the advantage or a dropped policy-gradient term fails here (the smoke run above cannot tell)."""
+    from staged_rl.trainer import train
+    over = ['stages=[{name: s, data: [{source: "level:2"}], max_steps: 8}]', 'grpo.kl_coef=0', 'grpo.entropy_coef=0',
+            'grpo.lr=1e-3', 'grpo.batch_prompts=8', 'eval.sets=[]']
+    lens = {}
+    for name, sign in (('short', -1), ('long', 1)):
+        rows = [r for r in train(smoke(tmp_path/name, levels, *over), progress=False, reward_fn=_len_reward(sign)) if 'reward' in r]
+        assert len(rows) == 8 and all(r['grad_norm'] > 0 for r in rows), name
+        lens[name] = [r['len_mean'] for r in rows]
+    assert lens['short'][0] == lens['long'][0]  # the first batch is sampled before any update: identical
+    first = lens['short'][0]
+    end = {k: sum(v[-2:]) / 2 for k, v in lens.items()}  # mean response length (tokens) over the last two steps
+    # measured: 25.4 tokens at step 1 -> 10.0 (short) and 39.0 (long) at steps 7-8; the bounds leave a wide margin
+    assert end['short'] < 0.8 * first and end['long'] > 1.2 * first, lens
 
 # ---- resume ------------------------------------------------------------------------------------------------------
 def test_kill_and_resume_equals_uninterrupted(tmp_path, levels):
@@ -173,6 +193,7 @@ def test_two_processes_with_torchrun(tmp_path, levels):
 def _update_batches(mask_truncated):
     "Groups of 4 prompts of different lengths x 4 responses (some cut at 8 tokens), with plain and shared micro-batches."
     from staged_rl.rollout import toy_lm, HFEngine, SamplingParams
+    from staged_rl.config import GRPOConfig
     from staged_rl.trainer import micro_batches, group_micro_batches
     model, tok = toy_lm(seed=1, eos_bias=3.0)
     prompts = ['Q', 'Question: what is 12 + 30? Answer with a number.', 'def add(a, b):', 'The quick brown fox jumps']
@@ -181,8 +202,8 @@ def _update_batches(mask_truncated):
     assert len({len(c.prompt_ids) for c in flat}) == 4 and len({len(c.ids) for c in flat}) > 2
     assert any(c.truncated for c in flat) and not all(c.truncated for c in flat)
     adv = torch.randn(len(flat), generator=torch.Generator().manual_seed(0))
-    plain = micro_batches(flat, adv, 3, tok.pad_token_id, 'cpu', mask_truncated)  # 6 micro-batches, mixed prompts
-    shared = group_micro_batches(groups, adv, 8, tok.pad_token_id, 'cpu', mask_truncated)  # 2 micro-batches of 2 groups
+    plain = micro_batches(flat, adv, GRPOConfig(micro_batch=3), tok.pad_token_id, 'cpu', mask_truncated)  # 6 micro-batches, mixed prompts
+    shared = group_micro_batches(groups, adv, GRPOConfig(micro_batch=8), tok.pad_token_id, 'cpu', mask_truncated)  # 2 micro-batches of 2 groups
     assert len(shared) == 2 and all('n' in mb for mb in shared) and not any('n' in mb for mb in plain)
     return model, plain, shared
 
@@ -253,16 +274,46 @@ def test_shared_prompt_policy_update_matches_plain():
     for a, b in zip(sum(gp, []), sum(gs, [])): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
     for a, b in zip(pp, ps): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
 
-def test_shared_prompt_with_checkpointing_falls_back():
-    "Activation checkpointing drops the cache in training mode: mb_logprobs takes the plain forward, the shared one refuses."
-    from staged_rl.trainer import mb_logprobs, shared_prefix_logprobs
+def test_shared_prompt_refused_under_checkpointing():
+    "Activation checkpointing drops the cache in training mode: the trainer chooses plain micro-batches, the shared path refuses."
+    from staged_rl.config import GRPOConfig
+    from staged_rl.trainer import mb_logprobs, shared_prefix_logprobs, make_micro_batches
     model, plain, shared = _update_batches(False)
     model.train()
     want = mb_logprobs(model, shared[0])[0].detach()
     model.gradient_checkpointing_enable()
-    torch.testing.assert_close(mb_logprobs(model, shared[0])[0].detach(), want, atol=1e-5, rtol=1e-5)
     mb = shared[0]
     with pytest.raises(ValueError, match='checkpointing'):
         shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'], mb['n'])
+    with pytest.raises(ValueError, match='checkpointing'): mb_logprobs(model, mb)
     model.eval()  # no checkpointing outside training: the shared path again
     torch.testing.assert_close(mb_logprobs(model, shared[0])[0].detach(), want, atol=1e-5, rtol=1e-5)
+
+def test_token_budget_bounds_every_micro_batch():
+    "With max_tokens_per_micro_batch, every micro-batch's padded tensor stays within it (unless one response alone is longer)."
+    from staged_rl.config import GRPOConfig
+    from staged_rl.trainer import make_micro_batches
+    from staged_rl.rollout import toy_lm, HFEngine, SamplingParams
+    model, tok = toy_lm(seed=1, eos_bias=2.0)
+    groups = HFEngine(model, tok).generate(['Q', 'Question: what is 12 + 30?', 'def add(a, b):'], 4, SamplingParams(max_new_tokens=16, seed=1))
+    adv = torch.zeros(12)
+    for budget in (24, 40, 100):
+        mbs = make_micro_batches(groups, adv, GRPOConfig(micro_batch=64, max_tokens_per_micro_batch=budget), tok.pad_token_id, 'cpu')
+        assert sum(mb['completion_ids'].shape[0] for mb in mbs) == 12
+        for mb in mbs:
+            assert mb['input_ids'].numel() <= budget or mb['input_ids'].shape[0] == 1, (budget, tuple(mb['input_ids'].shape))
+    assert all('n' in mb for mb in make_micro_batches(groups, adv, GRPOConfig(micro_batch=64), tok.pad_token_id, 'cpu'))
+
+def test_live_metrics_with_tensorboard(tmp_path, levels):
+    "`output.log_with=[tensorboard]` writes the metrics rows as TensorBoard scalars through accelerate's trackers."
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from staged_rl.trainer import train
+    cfg = smoke(tmp_path, levels, 'stages.0.max_steps=1', 'stages.1.max_steps=1', 'eval.sets=[]', 'output.log_with=[tensorboard]')
+    rows = train(cfg, progress=False, reward_fn=toy_reward)
+    events = list((tmp_path/'trackers').rglob('events.out.tfevents.*'))
+    assert events, sorted(p.name for p in tmp_path.rglob('*'))
+    ea = EventAccumulator(str(events[0].parent)); ea.Reload()
+    tags = set(ea.Tags()['scalars'])
+    assert {'reward', 'loss', 'entropy', 'time/step'} <= tags, tags
+    assert [e.step for e in ea.Scalars('reward')] == [1, 2]
+    assert ea.Scalars('reward')[1].value == pytest.approx(rows[-1]['reward'])
