@@ -324,13 +324,15 @@ class JsonlLog:
 def _rng_state() -> dict:
     return {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
 
-def save_checkpoint(out_dir, state:RunState, model, tokenizer, optimizer, scheduler, keep_last:int=2) -> Path:
+def save_checkpoint(out_dir, state:RunState, model, tokenizer, optimizer, scheduler, keep_last:int=2,
+                    model_sd:dict|None=None, optim_sd:dict|None=None, # full state dicts (`full_state`), needed under FSDP
+                   ) -> Path:
     "Write `checkpoints/step_<N>/` and prune all but the last `keep_last` checkpoints."
     root = Path(out_dir)/'checkpoints'
     d, tmp_d = root/f'step_{state.step:07d}', root/f'.tmp_step_{state.step:07d}'
     shutil.rmtree(tmp_d, ignore_errors=True)
-    model.save_pretrained(tmp_d/'policy'); tokenizer.save_pretrained(tmp_d/'policy')
-    torch.save({'state': asdict(state), 'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
+    model.save_pretrained(tmp_d/'policy', state_dict=model_sd); tokenizer.save_pretrained(tmp_d/'policy')
+    torch.save({'state': asdict(state), 'optimizer': optim_sd if optim_sd is not None else optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
                 'rng': _rng_state()}, tmp_d/'trainer.pt')
     shutil.rmtree(d, ignore_errors=True); os.replace(tmp_d, d)  # a checkpoint is complete or absent
     for old in sorted(root.glob('step_*'))[:-keep_last]: shutil.rmtree(old, ignore_errors=True)
@@ -376,7 +378,7 @@ def _broadcast(acc, obj):
     from accelerate.utils import broadcast_object_list
     return broadcast_object_list([obj])[0]
 
-# %% ../nbs/07_trainer.ipynb #5ba7a35d
+# %% ../nbs/07_trainer.ipynb #fcbe5fd1
 def shard_model(model, # a transformers causal LM, on its device
                 bf16:bool=False, # compute in bf16 over fp32 parameters (FSDP's mixed precision), reduce in fp32
                ):
