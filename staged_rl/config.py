@@ -40,9 +40,12 @@ class ModelConfig:
     device: str = 'auto'  # auto | cpu | cuda | cuda:N
     engine: str = 'hf'  # rollout engine: `hf` (transformers) or `vllm` (GPU extra)
     gradient_checkpointing: bool = False  # trade compute for memory on long responses
+    fsdp: bool = False  # shard policy and reference over the processes (FSDP2); needs engine=vllm (see the trainer notebook)
     def __post_init__(self):
         _check(self.dtype in ('float32', 'bfloat16', 'float16'), 'dtype', self.dtype, 'float32, bfloat16, float16')
         _check(self.engine in ('hf', 'vllm'), 'engine', self.engine, 'hf, vllm')
+        _check(not self.fsdp or self.engine == 'vllm', 'fsdp', self.fsdp,
+               'false with engine=hf (it generates with the sharded policy, whose every step is a collective); set engine=vllm')
         _check(self.device == 'auto' or self.device.split(':')[0] in ('cpu', 'cuda', 'mps'), 'device', self.device,
                'auto, cpu, cuda, cuda:N, mps')
 

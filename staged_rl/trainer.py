@@ -19,9 +19,10 @@ from .models import load_model, resolve_model
 
 # %% auto #0
 __all__ = ['load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', 'group_micro_batches', 'make_micro_batches',
-           'shared_prefix_logprobs', 'mb_logprobs', 'global_sum', 'policy_update', 'make_optimizer', 'eval_problems',
-           'evaluate_set', 'evaluate', 'RunState', 'JsonlLog', 'save_checkpoint', 'latest_checkpoint',
-           'load_trainer_state', 'setup_accelerator', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
+           'shared_prefix_logprobs', 'mb_logprobs', 'is_sharded', 'grad_sync', 'global_max', 'global_sum',
+           'policy_update', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog',
+           'save_checkpoint', 'latest_checkpoint', 'load_trainer_state', 'setup_accelerator', 'shard_model',
+           'full_state', 'load_full_state', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
            'history_rows', 'train', 'evaluate_model']
 
 # %% ../nbs/07_trainer.ipynb #a7c250b2
@@ -166,10 +167,31 @@ def _weighted(stats:list[tuple[float, dict]]) -> dict:
     keys = {k for _, s in stats for k in s if k != 'tokens'}
     return {k: sum(w * s[k] for w, s in stats if k in s) / max(tot, 1) for k in sorted(keys)}
 
-def _zero_backward(model, accelerator=None):
-    "A zero loss through the model: a process with no responses still takes part in the gradient all-reduce."
+def _zero_backward(model, accelerator=None, forward_only:bool=False):
+    "A zero loss through the model: a process with no (or fewer) responses still takes part in the collectives."
     zero = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=next(model.parameters()).device)).logits.sum() * 0.0
+    if forward_only: return
     accelerator.backward(zero) if accelerator is not None else zero.backward()
+
+def is_sharded(model) -> bool:
+    "True for a model sharded with FSDP2 (`shard_model`): its parameters are DTensors."
+    return any(type(p).__name__ == 'DTensor' for p in model.parameters())
+
+@contextlib.contextmanager
+def grad_sync(model, accelerator, sync:bool):
+    "Gradients are reduced across processes only when `sync` (the last micro-batch): DDP's `no_sync` or FSDP2's switch."
+    if accelerator is None or accelerator.num_processes == 1 or sync: yield; return
+    if is_sharded(model):
+        model.set_requires_gradient_sync(False)
+        try: yield
+        finally: model.set_requires_gradient_sync(True)
+    else:
+        with accelerator.no_sync(model): yield
+
+def global_max(x:int, accelerator=None) -> int:
+    "The largest `x` over every process."
+    if accelerator is None or accelerator.num_processes == 1: return int(x)
+    return int(accelerator.reduce(torch.tensor(int(x), device=accelerator.device), 'max'))
 
 def global_sum(x:float, accelerator=None) -> float:
     "The sum of `x` over every process (itself on one process)."
@@ -184,20 +206,26 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
     g, T, chunk = cfg.grpo, (cfg.sampling.temperature or 1.0), cfg.grpo.logit_chunk_tokens
     world = accelerator.num_processes if accelerator is not None else 1
     n_tokens = global_sum(sum(float(mb['mask'].sum()) for mb in mbs), accelerator)  # the token-mean is over ALL processes
+    # FSDP gathers parameters in every forward: every process must run as many as the others (empty ones where it has fewer)
+    n_mb = global_max(len(mbs), accelerator) if is_sharded(model) or (ref is not None and is_sharded(ref)) else len(mbs)
     t0 = time.perf_counter()
     if ref is not None or g.updates_per_batch > 1:
         with torch.no_grad():
             for mb in mbs:
                 if ref is not None: mb['ref'] = mb_logprobs(ref, mb, temperature=T, chunk_tokens=chunk)[0]
                 if g.updates_per_batch > 1: mb['old'] = mb_logprobs(model, mb, temperature=T, chunk_tokens=chunk)[0]
+            for _ in range(n_mb - len(mbs)):
+                if ref is not None and is_sharded(ref): _zero_backward(ref, None, forward_only=True)
+                if g.updates_per_batch > 1: _zero_backward(model, None, forward_only=True)
     t_ref = time.perf_counter() - t0
     model.train()
     stats, gnorms = [], []
     for _ in range(g.updates_per_batch):
-        if not mbs: _zero_backward(model, accelerator)  # nothing to train on here, but DDP's all-reduce needs everyone
-        for i, mb in enumerate(mbs):
-            sync = accelerator is None or i == len(mbs) - 1
-            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
+        n_all = max(n_mb, 1)  # a process with no (or fewer) micro-batches runs empty ones: the collectives need everyone
+        for i in range(n_all):
+            with grad_sync(model, accelerator, sync=i == n_all - 1):  # gradients are reduced once, after the last backward
+                if i >= len(mbs): _zero_backward(model, accelerator); continue
+                mb = mbs[i]
                 lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T, chunk_tokens=chunk)
                 loss, st = grpo_loss(lp, mb.get('old'), mb.get('ref'), mb['advantages'], mb['mask'], clip_eps=g.clip_eps,
                                      kl_coef=g.kl_coef if ref is not None else 0.0, entropies=ent, entropy_coef=entropy_coef, n_tokens=n_tokens)
@@ -206,7 +234,7 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
             stats.append((st['tokens'], {**st, 'loss': loss.item() * n_tokens / max(st['tokens'], 1)}))
         params = [p for p in model.parameters() if p.requires_grad]
         gn = accelerator.clip_grad_norm_(params, g.max_grad_norm) if accelerator is not None else torch.nn.utils.clip_grad_norm_(params, g.max_grad_norm)
-        gnorms.append(float(gn))
+        gnorms.append(float(gn.full_tensor() if hasattr(gn, 'full_tensor') else gn))
         optimizer.step(); scheduler.step(); optimizer.zero_grad(set_to_none=True)
     return {**_weighted(stats), 'grad_norm': float(np.mean(gnorms)), 'tokens': n_tokens,
             'time/ref': t_ref, 'time/update': time.perf_counter() - t0 - t_ref}
@@ -296,13 +324,15 @@ class JsonlLog:
 def _rng_state() -> dict:
     return {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
 
-def save_checkpoint(out_dir, state:RunState, model, tokenizer, optimizer, scheduler, keep_last:int=2) -> Path:
+def save_checkpoint(out_dir, state:RunState, model, tokenizer, optimizer, scheduler, keep_last:int=2,
+                    model_sd:dict|None=None, optim_sd:dict|None=None, # full state dicts (`full_state`), needed under FSDP
+                   ) -> Path:
     "Write `checkpoints/step_<N>/` and prune all but the last `keep_last` checkpoints."
     root = Path(out_dir)/'checkpoints'
     d, tmp_d = root/f'step_{state.step:07d}', root/f'.tmp_step_{state.step:07d}'
     shutil.rmtree(tmp_d, ignore_errors=True)
-    model.save_pretrained(tmp_d/'policy'); tokenizer.save_pretrained(tmp_d/'policy')
-    torch.save({'state': asdict(state), 'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
+    model.save_pretrained(tmp_d/'policy', state_dict=model_sd); tokenizer.save_pretrained(tmp_d/'policy')
+    torch.save({'state': asdict(state), 'optimizer': optim_sd if optim_sd is not None else optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
                 'rng': _rng_state()}, tmp_d/'trainer.pt')
     shutil.rmtree(d, ignore_errors=True); os.replace(tmp_d, d)  # a checkpoint is complete or absent
     for old in sorted(root.glob('step_*'))[:-keep_last]: shutil.rmtree(old, ignore_errors=True)
@@ -347,6 +377,38 @@ def _broadcast(acc, obj):
     if acc.num_processes == 1: return obj
     from accelerate.utils import broadcast_object_list
     return broadcast_object_list([obj])[0]
+
+# %% ../nbs/07_trainer.ipynb #fcbe5fd1
+def shard_model(model, # a transformers causal LM, on its device
+                bf16:bool=False, # compute in bf16 over fp32 parameters (FSDP's mixed precision), reduce in fp32
+               ):
+    "FSDP2: each decoder layer (the model's `_no_split_modules`), then the whole model, sharded over the processes."
+    from torch.distributed.fsdp import fully_shard, MixedPrecisionPolicy
+    kw = {'mp_policy': MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)} if bf16 else {}
+    blocks = set(getattr(model, '_no_split_modules', None) or [])
+    for m in model.modules():
+        if type(m).__name__ in blocks: fully_shard(m, **kw)
+    fully_shard(model, **kw)
+    return model
+
+def full_state(model, optimizer=None) -> tuple[dict, dict|None]:
+    "Full (unsharded) state dicts of the model and optimizer, on every process (a collective under FSDP), on CPU."
+    if not is_sharded(model): return model.state_dict(), (optimizer.state_dict() if optimizer is not None else None)
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict, StateDictOptions
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    opt = getattr(optimizer, 'optimizer', optimizer)  # accelerate's wrapper holds the torch optimizer
+    return get_model_state_dict(model, options=opts), (get_optimizer_state_dict(model, opt, options=opts) if optimizer is not None else None)
+
+def load_full_state(model, optimizer, model_sd:dict|None, optim_sd:dict|None):
+    "Load full state dicts into a (possibly sharded) model and its optimizer."
+    if not is_sharded(model):
+        if model_sd is not None: model.load_state_dict(model_sd)
+        if optim_sd is not None: optimizer.load_state_dict(optim_sd)
+        return
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict, StateDictOptions
+    opts = StateDictOptions(full_state_dict=True)
+    if model_sd is not None: set_model_state_dict(model, model_sd, options=opts)
+    if optim_sd is not None: set_optimizer_state_dict(model, getattr(optimizer, 'optimizer', optimizer), optim_sd, options=opts)
 
 # %% ../nbs/07_trainer.ipynb #be1b0136
 @dataclass

@@ -13,9 +13,12 @@ import json, sys, torch
 sys.path.insert(0, {tests!r})
 from test_distributed import batch, run_update
 from accelerate import Accelerator
+from staged_rl.trainer import shard_model
 acc = Accelerator(cpu=True)
 model, mbs = batch(acc.process_index, acc.num_processes)
+if {fsdp!r}: model = shard_model(model)
 grads, stats = run_update(model, mbs, acc)
+stats['n_mbs'] = len(mbs)
 if acc.is_main_process: torch.save({{'grads': grads, 'stats': stats}}, {out!r})
 '''
 
@@ -32,7 +35,8 @@ def batch(rank=0, world=1):
     adv = torch.linspace(-1, 1, len(flat))
     idx = [list(range(0, len(flat) // 2)), list(range(len(flat) // 2, len(flat)))] if world == 2 else [list(range(len(flat)))]
     mine = idx[rank]
-    return model, micro_batches([flat[i] for i in mine], adv[mine], GRPOConfig(micro_batch=3), tok.pad_token_id, 'cpu')
+    # a token budget: the process with the long responses gets more micro-batches than the other
+    return model, micro_batches([flat[i] for i in mine], adv[mine], GRPOConfig(micro_batch=3, max_tokens_per_micro_batch=60), tok.pad_token_id, 'cpu')
 
 def run_update(model, mbs, acc=None):
     "One `policy_update` (entropy bonus on, no reference); returns the gradients the optimizer saw, and the stats."
@@ -42,14 +46,20 @@ def run_update(model, mbs, acc=None):
     seen = []
     class Recording(torch.optim.SGD):
         def step(self, *a, **k):
-            seen.append([p.grad.detach().clone() for p in self.param_groups[0]['params']]); return super().step(*a, **k)
+            seen.append([(p.grad.full_tensor() if hasattr(p.grad, 'full_tensor') else p.grad).detach().clone()
+                         for p in self.param_groups[0]['params']]); return super().step(*a, **k)
     opt = Recording(model.parameters(), lr=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    if acc is not None: model, opt = acc.prepare(model, opt)
+    if acc is not None:
+        from staged_rl.trainer import is_sharded
+        if is_sharded(model): opt = acc.prepare(opt)  # FSDP2 shards the model itself; accelerate must not wrap it in DDP
+        else: model, opt = acc.prepare(model, opt)
     stats = policy_update(model, None, opt, sched, mbs, cfg, entropy_coef=0.01, accelerator=acc)
     return seen[0], stats
 
-def test_two_processes_take_the_one_process_step(tmp_path):
+@pytest.mark.parametrize('fsdp', [False, True])
+def test_two_processes_take_the_one_process_step(tmp_path, fsdp):
+    "DDP, and FSDP2 with a different number of micro-batches on each process, take the one-process step."
     if shutil.which('torchrun') is None: pytest.skip('torchrun not found')
     torch.set_num_threads(1)
     model, mbs = batch()
@@ -58,12 +68,13 @@ def test_two_processes_take_the_one_process_step(tmp_path):
     t0, t1 = (sum(float(mb['mask'].sum()) for mb in h) for h in halves)
     assert t1 > 1.5 * t0, (t0, t1)  # the halves differ a lot in tokens: a per-process mean would show
     script = tmp_path/'run.py'
-    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path/'out.pt')))
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path/'out.pt'), fsdp=fsdp))
     env = {**os.environ, 'OMP_NUM_THREADS': '1',
            'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
-    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', '29517', str(script)], capture_output=True, text=True, timeout=600, env=env)
+    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', str(29517 + fsdp), str(script)], capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     got = torch.load(tmp_path/'out.pt')
+    assert got['stats']['n_mbs'] < len(halves[1])  # rank 0 (saved here) has fewer micro-batches than rank 1
     assert got['stats']['tokens'] == stats1['tokens']  # the global token count
     for a, b in zip(want, got['grads']): torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
 

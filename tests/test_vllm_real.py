@@ -156,14 +156,6 @@ def test_one_engine_per_rank_with_external_launcher(world, tmp_path):
     assert [d['seed'] for d in res] == [0, 1] and all(d['diff'] < 1e-4 for d in res)
 
 
-def write_levels(folder: Path, n_math=8, n_code=4):
-    "Level 2 and 3 files from the tiny pools (what `staged-rl filter` would write)."
-    from staged_rl.data import load_problems, save_problems, level_path
-    cfg = load_config('smoke')
-    for lv in (2, 3):
-        for dom, n in (('math', n_math), ('code', n_code)):
-            save_problems(load_problems(f'tiny:{dom}', cfg=cfg)[(lv - 2) * n:(lv - 1) * n], level_path(folder, lv, dom))
-    return folder
 
 
 def _cli(*args, timeout=600):
@@ -176,7 +168,8 @@ def _cli(*args, timeout=600):
 
 def test_train_smoke_with_vllm(tmp_path):
     "A 4-step staged run (2 + 2 steps) whose rollouts and evaluations come from vLLM, synced after every update."
-    levels = write_levels(tmp_path/'levels')
+    from test_trainer import write_levels  # the level files `staged-rl filter` would write, from the tiny pools
+    levels = write_levels(tmp_path/'levels', n_math=8, n_code=4)
     _cli('train', 'smoke', 'model.engine=vllm', f'output.dir={tmp_path/"run"}', f'data.levels_dir={levels}',
          'eval.sets.0.limit=4', 'eval.sets.1.limit=2', 'eval.every=0', 'output.save_every=0')
     rows = [json.loads(l) for l in (tmp_path/'run'/'metrics.jsonl').read_text().splitlines()]
