@@ -397,7 +397,10 @@ def full_state(model, optimizer=None) -> tuple[dict, dict|None]:
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict, StateDictOptions
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     opt = getattr(optimizer, 'optimizer', optimizer)  # accelerate's wrapper holds the torch optimizer
-    return get_model_state_dict(model, options=opts), (get_optimizer_state_dict(model, opt, options=opts) if optimizer is not None else None)
+    sd = get_model_state_dict(model, options=opts)
+    own = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    sd = {k: v for k, v in sd.items() if k in own}  # a tied weight (an LM head tied to the embedding) is saved once, as unsharded
+    return sd, (get_optimizer_state_dict(model, opt, options=opts) if optimizer is not None else None)
 
 def load_full_state(model, optimizer, model_sd:dict|None, optim_sd:dict|None):
     "Load full state dicts into a (possibly sharded) model and its optimizer."
@@ -507,12 +510,16 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     policy, tok = load_policy(str(ckpt/'policy') if ckpt else cfg.model.policy, cfg, dev)
     ref = load_policy(cfg.model.policy, cfg, dev, cfg.model.dtype)[0].eval().requires_grad_(False) if cfg.grpo.kl_coef > 0 else None
     if cfg.model.gradient_checkpointing: policy.gradient_checkpointing_enable()
+    if cfg.model.fsdp:  # shard before the optimizer sees the parameters
+        bf16 = dev.type == 'cuda' and cfg.model.dtype == 'bfloat16'
+        policy, ref = shard_model(policy, bf16), (shard_model(ref, bf16) if ref is not None else None)
     optimizer, scheduler = make_optimizer(policy, cfg)
     state = RunState()
     if ckpt:
         saved = load_trainer_state(ckpt)
-        optimizer.load_state_dict(saved['optimizer']); scheduler.load_state_dict(saved['scheduler']); state = saved['state']
-    policy, optimizer = acc.prepare(policy, optimizer)
+        load_full_state(policy, optimizer, None, saved['optimizer']); scheduler.load_state_dict(saved['scheduler']); state = saved['state']
+    if cfg.model.fsdp: optimizer = acc.prepare(optimizer)  # FSDP2 has sharded the model itself: no DDP wrapper
+    else: policy, optimizer = acc.prepare(policy, optimizer)
     engine = make_engine(cfg, acc.unwrap_model(policy), tok, rank=acc.process_index, world_size=acc.num_processes,  # vLLM: one engine per rank,
                          model_path=(str(ckpt/'policy') if ckpt else resolve_model(cfg.model.policy, cfg)) if cfg.model.engine == 'vllm' else None)  # loaded from the folder
     metrics, history = JsonlLog(out/'metrics.jsonl', main), JsonlLog(out/'pass_history.jsonl', main)
@@ -588,12 +595,15 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         bar.update(1); bar.set_postfix(stage=stage.name, reward=f"{row['reward']:.3f}", acc=f"{row['accuracy']:.3f}")
         if (cfg.output.save_every and state.step % cfg.output.save_every == 0) or reason:
             acc.wait_for_everyone()
-            if main: save_checkpoint(out, state, acc.unwrap_model(policy), tok, optimizer, scheduler, cfg.output.keep_last)
+            msd, osd = full_state(policy, optimizer) if cfg.model.fsdp else (None, None)  # a collective under FSDP
+            if main: save_checkpoint(out, state, acc.unwrap_model(policy), tok, optimizer, scheduler, cfg.output.keep_last, msd, osd)
         if stop_after is not None and state.step >= stop_after: break
     bar.close()
     if state.done and cfg.eval.final_sets is not None and not (ckpt and any(r.get('final') for r in metrics.read())):
         log({'step': state.step, 'stage': 'final', 'final': True, **run_eval(state.step, cfg.eval.final_sets)})
-    if state.done and main: acc.unwrap_model(policy).save_pretrained(out/'policy'); tok.save_pretrained(out/'policy')
+    if state.done:
+        msd = full_state(policy)[0] if cfg.model.fsdp else None  # a collective under FSDP
+        if main: acc.unwrap_model(policy).save_pretrained(out/'policy', state_dict=msd); tok.save_pretrained(out/'policy')
     if cfg.output.log_with: acc.end_training()
     return metrics.read()
 

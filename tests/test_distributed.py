@@ -3,7 +3,7 @@
 Two processes under `torchrun` (gloo, CPU), each with half of a batch whose halves have very different numbers of
 tokens, must take the same optimizer step as one process with the whole batch. With a per-process token count
 (the trainer before this test) the process with short responses weighs its tokens more and the gradients differ."""
-import json, os, shutil, subprocess, sys
+import json, os, shutil, socket, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
@@ -21,6 +21,10 @@ grads, stats = run_update(model, mbs, acc)
 stats['n_mbs'] = len(mbs)
 if acc.is_main_process: torch.save({{'grads': grads, 'stats': stats}}, {out!r})
 '''
+
+def free_port() -> str:
+    "A TCP port nobody listens on now (fixed ports collide with a run still closing its sockets)."
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return str(s.getsockname()[1])
 
 def batch(rank=0, world=1):
     "A toy model and plain micro-batches of this process's share: rank 0 gets the short responses, rank 1 the long ones."
@@ -71,7 +75,7 @@ def test_two_processes_take_the_one_process_step(tmp_path, fsdp):
     script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path/'out.pt'), fsdp=fsdp))
     env = {**os.environ, 'OMP_NUM_THREADS': '1',
            'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
-    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', str(29517 + fsdp), str(script)], capture_output=True, text=True, timeout=600, env=env)
+    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     got = torch.load(tmp_path/'out.pt')
     assert got['stats']['n_mbs'] < len(halves[1])  # rank 0 (saved here) has fewer micro-batches than rank 1
@@ -114,7 +118,7 @@ def test_sharded_evaluation_covers_every_problem_once(tmp_path):
     script.write_text(EVAL_SCRIPT.format(tests=str(Path(__file__).parent), folder=str(tmp_path)))
     env = {**os.environ, 'OMP_NUM_THREADS': '1',
            'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
-    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', '29518', str(script)], capture_output=True, text=True, timeout=600, env=env)
+    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path/f'rank{r}.json').read_text()) for r in (0, 1))  # files: torchrun interleaves the two stdouts
     assert r0 == r1  # every process holds the same metrics

@@ -148,7 +148,8 @@ def test_one_engine_per_rank_with_external_launcher(world, tmp_path):
     script = tmp_path/'ranks.py'
     script.write_text(RANK_SCRIPT)
     env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', str(script), str(world['dir'])],
+    from test_distributed import free_port
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', free_port(), str(script), str(world['dir'])],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
     res = sorted((json.loads(l.split('RESULT ', 1)[1]) for l in r.stdout.splitlines() if 'RESULT ' in l), key=lambda d: d['rank'])
@@ -194,3 +195,40 @@ def test_eval_smoke_with_vllm(tmp_path):
     table = json.loads(out.read_text())
     assert sorted(table['benchmarks']) == ['code', 'math'] and table['benchmarks']['math']['n_problems'] == 4
     assert table['protocol']['temperature'] == 0.6 and 0 <= table['benchmarks']['math']['pass@1'] <= 1
+
+
+SHARDED_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_trainer import smoke, toy_reward
+from staged_rl.trainer import train
+train(smoke(Path({out!r}), Path({levels!r}), 'model.engine=vllm', 'model.fsdp={fsdp}', 'stages.0.max_steps=1', 'stages.1.max_steps=1',
+            'eval.sets=[]', 'output.save_every=1'), progress=False, reward_fn=toy_reward)
+"""
+
+def test_fsdp_takes_the_ddp_steps(tmp_path):
+    "Two processes, each with its own vLLM engine: the policy sharded with FSDP2 takes the same steps as under DDP."
+    from safetensors.torch import load_file
+    from test_trainer import write_levels
+    from test_distributed import free_port
+    levels = write_levels(tmp_path/'levels', n_math=8, n_code=4)
+    env = {**os.environ, 'PYTHONPATH': str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), 'OMP_NUM_THREADS': '1'}
+    runs = {}
+    for i, fsdp in enumerate((False, True)):
+        out = tmp_path/f'fsdp{fsdp}'
+        script = tmp_path/f'run{i}.py'
+        script.write_text(SHARDED_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out), levels=str(levels), fsdp=fsdp))
+        r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', free_port(), str(script)],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
+        rows = [json.loads(l) for l in (out/'metrics.jsonl').read_text().splitlines()]
+        runs[fsdp] = rows, out
+    (ddp, d_out), (fs, f_out) = runs[False], runs[True]
+    assert [r['step'] for r in ddp] == [r['step'] for r in fs] == [1, 2]
+    for k in ('reward', 'tokens', 'loss', 'kl', 'entropy', 'grad_norm'):  # step 1: the same samples, the same update
+        assert fs[0][k] == pytest.approx(ddp[0][k], rel=1e-4, abs=1e-6), k
+    a = load_file(str(d_out/'checkpoints'/'step_0000001'/'policy'/'model.safetensors'))  # full weights gathered from the shards
+    b = load_file(str(f_out/'checkpoints'/'step_0000001'/'policy'/'model.safetensors'))
+    assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    assert (f_out/'policy'/'model.safetensors').exists()  # the final policy, saved from the shards
