@@ -116,7 +116,7 @@ class GRPOConfig:
     batch_prompts: int = 128  # prompts per step; a step trains on batch_prompts * n_samples responses
     micro_batch: int = 8  # at most this many responses per forward/backward (gradient accumulation)
     max_tokens_per_micro_batch: typing.Optional[int] = None  # and at most this many (padded) tokens; None: no token budget
-    logit_chunk_tokens: int = 512  # tokens per chunk of LM-head logits in the loss (memory ~ 3 x chunk x vocab x 4 bytes)
+    logit_chunk_tokens: int = 512  # tokens per chunk of LM-head logits in the loss (memory ~ 2 x chunk x vocab x 4 bytes)
     kl_coef: float = 0.001  # weight of the k3 KL penalty to the reference model (0 skips the reference)
     entropy_coef: float = 0.001  # weight of the entropy bonus; a stage can override it (paper stage 2: 0)
     clip_eps: float = 0.2  # PPO clip range; inert when updates_per_batch == 1 (ratio is 1)
@@ -350,9 +350,6 @@ class Config:
     def save(self, path): Path(path).write_text(self.to_yaml()); return Path(path)
 
 # %% ../nbs/00_config.ipynb #d366e79e
-def _type_name(tp) -> str:
-    return getattr(tp, '__name__', None) or str(tp).replace('typing.', '')
-
 def _convert(value, tp, path:str):
     "Check `value` against type `tp`, building nested dataclasses; raise `ConfigError` naming `path`."
     origin, args = typing.get_origin(tp), typing.get_args(tp)

@@ -117,7 +117,7 @@ def token_stats_head(model, # a causal LM (wrapped or not) whose output embeddin
                      targets:torch.Tensor, # (B, K) the token each kept position predicts
                      keep:torch.Tensor, # (B, K) bool: positions that count (others get 0 and cost nothing)
                      temperature:float=1.0, with_entropy:bool=False,
-                     chunk_tokens:int=512, # tokens per logits chunk: peak memory ~ 3 * chunk_tokens * V * 4 bytes
+                     chunk_tokens:int=512, # tokens per logits chunk: peak memory ~ 2 * chunk_tokens * V * 4 bytes
                      repeat:int=1, # repeat each row of the head's input this many times first (shared prompts)
                     ):
     "While active, the model's LM head returns (B, K, 2) fp32 `[log-prob, entropy]` of `targets` instead of logits."

@@ -183,11 +183,6 @@ def _as_prompt_ids(prompts, # token-id lists (from `staged_rl.data.prompt_ids`),
         out.append(list(p))
     return out
 
-def _token_ids(prompts) -> bool:
-    "True when `prompts` is a non-empty list of token-id lists (used as they are, not tokenized again)."
-    return isinstance(prompts, (list, tuple)) and bool(prompts) and all(
-        isinstance(p, (list, tuple)) and all(isinstance(t, int) for t in p) for p in prompts)
-
 def _model_device(model): return next(model.parameters()).device
 
 class HFEngine:

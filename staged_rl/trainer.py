@@ -22,7 +22,7 @@ __all__ = ['load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', '
            'shared_prefix_logprobs', 'mb_logprobs', 'is_sharded', 'grad_sync', 'global_max', 'global_sum',
            'policy_update', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog',
            'save_checkpoint', 'latest_checkpoint', 'load_trainer_state', 'setup_accelerator', 'shard_model',
-           'full_state', 'load_full_state', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
+           'full_state', 'load_optimizer_state', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
            'history_rows', 'train', 'evaluate_model']
 
 # %% ../nbs/07_trainer.ipynb #a7c250b2
@@ -167,10 +167,10 @@ def _weighted(stats:list[tuple[float, dict]]) -> dict:
     keys = {k for _, s in stats for k in s if k != 'tokens'}
     return {k: sum(w * s[k] for w, s in stats if k in s) / max(tot, 1) for k in sorted(keys)}
 
-def _zero_backward(model, accelerator=None, forward_only:bool=False):
-    "A zero loss through the model: a process with no (or fewer) responses still takes part in the collectives."
+def _empty_pass(model, accelerator=None, backward:bool=True):
+    "A forward (and backward) of a zero loss: a process with no (or fewer) responses still takes part in the collectives."
     zero = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=next(model.parameters()).device)).logits.sum() * 0.0
-    if forward_only: return
+    if not backward: return
     accelerator.backward(zero) if accelerator is not None else zero.backward()
 
 def is_sharded(model) -> bool:
@@ -215,8 +215,8 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
                 if ref is not None: mb['ref'] = mb_logprobs(ref, mb, temperature=T, chunk_tokens=chunk)[0]
                 if g.updates_per_batch > 1: mb['old'] = mb_logprobs(model, mb, temperature=T, chunk_tokens=chunk)[0]
             for _ in range(n_mb - len(mbs)):
-                if ref is not None and is_sharded(ref): _zero_backward(ref, None, forward_only=True)
-                if g.updates_per_batch > 1: _zero_backward(model, None, forward_only=True)
+                if ref is not None and is_sharded(ref): _empty_pass(ref, backward=False)
+                if g.updates_per_batch > 1: _empty_pass(model, backward=False)
     t_ref = time.perf_counter() - t0
     model.train()
     stats, gnorms = [], []
@@ -224,7 +224,7 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
         n_all = max(n_mb, 1)  # a process with no (or fewer) micro-batches runs empty ones: the collectives need everyone
         for i in range(n_all):
             with grad_sync(model, accelerator, sync=i == n_all - 1):  # gradients are reduced once, after the last backward
-                if i >= len(mbs): _zero_backward(model, accelerator); continue
+                if i >= len(mbs): _empty_pass(model, accelerator); continue
                 mb = mbs[i]
                 lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T, chunk_tokens=chunk)
                 loss, st = grpo_loss(lp, mb.get('old'), mb.get('ref'), mb['advantages'], mb['mask'], clip_eps=g.clip_eps,
@@ -372,12 +372,6 @@ def _gather(acc, xs:list) -> list:
     from accelerate.utils import gather_object
     return gather_object(xs)
 
-def _broadcast(acc, obj):
-    "The main process's `obj` on every process."
-    if acc.num_processes == 1: return obj
-    from accelerate.utils import broadcast_object_list
-    return broadcast_object_list([obj])[0]
-
 # %% ../nbs/07_trainer.ipynb #fcbe5fd1
 def shard_model(model, # a transformers causal LM, on its device
                 bf16:bool=False, # compute in bf16 over fp32 parameters (FSDP's mixed precision), reduce in fp32
@@ -402,16 +396,11 @@ def full_state(model, optimizer=None) -> tuple[dict, dict|None]:
     sd = {k: v for k, v in sd.items() if k in own}  # a tied weight (an LM head tied to the embedding) is saved once, as unsharded
     return sd, (get_optimizer_state_dict(model, opt, options=opts) if optimizer is not None else None)
 
-def load_full_state(model, optimizer, model_sd:dict|None, optim_sd:dict|None):
-    "Load full state dicts into a (possibly sharded) model and its optimizer."
-    if not is_sharded(model):
-        if model_sd is not None: model.load_state_dict(model_sd)
-        if optim_sd is not None: optimizer.load_state_dict(optim_sd)
-        return
-    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict, StateDictOptions
-    opts = StateDictOptions(full_state_dict=True)
-    if model_sd is not None: set_model_state_dict(model, model_sd, options=opts)
-    if optim_sd is not None: set_optimizer_state_dict(model, getattr(optimizer, 'optimizer', optimizer), optim_sd, options=opts)
+def load_optimizer_state(model, optimizer, optim_sd:dict):
+    "Load a full optimizer state dict (a checkpoint's) into the optimizer of a possibly sharded model."
+    if not is_sharded(model): optimizer.load_state_dict(optim_sd); return
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict, StateDictOptions
+    set_optimizer_state_dict(model, getattr(optimizer, 'optimizer', optimizer), optim_sd, options=StateDictOptions(full_state_dict=True))
 
 # %% ../nbs/07_trainer.ipynb #be1b0136
 @dataclass
@@ -517,7 +506,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     state = RunState()
     if ckpt:
         saved = load_trainer_state(ckpt)
-        load_full_state(policy, optimizer, None, saved['optimizer']); scheduler.load_state_dict(saved['scheduler']); state = saved['state']
+        load_optimizer_state(policy, optimizer, saved['optimizer']); scheduler.load_state_dict(saved['scheduler']); state = saved['state']
     if cfg.model.fsdp: optimizer = acc.prepare(optimizer)  # FSDP2 has sharded the model itself: no DDP wrapper
     else: policy, optimizer = acc.prepare(policy, optimizer)
     engine = make_engine(cfg, acc.unwrap_model(policy), tok, rank=acc.process_index, world_size=acc.num_processes,  # vLLM: one engine per rank,
@@ -586,7 +575,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
             if not state.done and cfg.stages[state.stage].reset_optimizer:
                 optimizer, scheduler = make_optimizer(acc.unwrap_model(policy), cfg)
                 optimizer = acc.prepare(optimizer)
-        gen_tokens = sum(_gather(acc, [len(c.ids) for cs in first.completions for c in cs]))
+        gen_tokens = row['len_mean'] * row['n_prompts'] * cfg.grpo.n_samples  # the first round's responses, all processes
         row.update({'time/gen': first.t_gen, 'time/score': first.t_score, 'time/sync': t_sync, 'time/step': time.perf_counter() - t_step,
                     'perf/gen_tokens_per_s': gen_tokens / max(first.t_gen, 1e-9)})
         row.setdefault('time/update', t_update)
