@@ -102,7 +102,8 @@ def eval_setup(folder):
     torch.manual_seed(0)
     model, tok = toy_lm(seed=1, eos_bias=3.0)
     path = Path(folder)/'eval.jsonl'
-    save_problems([Problem(f'p{i}', 'math', f'What is {i} + 1?', str(i + 1)) for i in range(5)], path)
+    if not path.exists():  # written once, by the test process: the two ranks only read it (rewriting it there would race)
+        save_problems([Problem(f'p{i}', 'math', f'What is {i} + 1?', str(i + 1)) for i in range(5)], path)
     cfg = load_config('smoke', [f'eval.sets=[{{name: toy, source: {path}, k: 3}}]', 'eval.sampling.max_new_tokens=6'])
     reward = lambda problems, responses: [float(p.id in ('p0', 'p3', 'p4')) for p in problems]  # 3 of 5 problems solved
     return model, tok, cfg, reward
