@@ -6,12 +6,16 @@
 from __future__ import annotations
 import json, math, statistics
 from pathlib import Path
+import yaml
 from .config import load_config, Config, config_data, from_dict, show_progress
 from .data import level_path
+from .reproduce import EXPERIMENTS, experiments_dir
 
 # %% auto #0
-__all__ = ['run_config', 'default_workers', 'run_step', 'runs_status', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves',
-           'verdict', 'save_figure', 'plot_band', 'claim', 'write_claims', 'level_size']
+__all__ = ['CLAIM_REQUIRED', 'CLAIM_DEFAULTS', 'TRAIN_KEYS', 'run_config', 'default_workers', 'run_step', 'runs_status',
+           'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 't_tail', 't_critical', 't_stat', 'verdict',
+           'save_figure', 'plot_band', 'claim', 'write_claims', 'claims_path', 'load_claims', 'judge', 'plot_runs',
+           'level_size']
 
 # %% ../nbs/12_experiments.ipynb #4c44540a
 def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
@@ -127,17 +131,55 @@ def mean_sd_curves(runs:list, key:str) -> tuple[list, list, list]:
     stats = [mean_sd([c[s] for c in curves]) for s in steps]
     return steps, [m for m, _ in stats], [s for _, s in stats]
 
+# %% ../nbs/12_experiments.ipynb #3a485e68
+def _betai(a:float, b:float, x:float, eps:float=1e-14) -> float:
+    "The regularized incomplete beta function I_x(a, b), by its continued fraction (Lentz's method)."
+    if x <= 0 or x >= 1: return float(x >= 1)
+    if x > (a + 1) / (a + b + 2): return 1 - _betai(b, a, 1 - x, eps)  # the fraction converges fast below the mean only
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2  # terms 1, d_1, d_2, ...: even ones m(b-m)x/..., odd ones -(a+m)(a+b+m)x/...
+        num = 1.0 if i == 0 else m*(b-m)*x/((a+2*m-1)*(a+2*m)) if i % 2 == 0 else -(a+m)*(a+b+m)*x/((a+2*m)*(a+2*m+1))
+        d = 1 + num*d; d = 1/(d if abs(d) > tiny else tiny)
+        c = 1 + num/c; c = c if abs(c) > tiny else tiny
+        f *= c*d
+        if abs(c*d - 1) < eps: break
+    return math.exp(math.lgamma(a+b) - math.lgamma(a) - math.lgamma(b) + a*math.log(x) + b*math.log1p(-x)) / a * (f - 1)
+
+def t_tail(t:float, df:float) -> float:
+    "P(T > t) for Student's t with `df` degrees of freedom."
+    p = 0.5 * _betai(df/2, 0.5, df/(df + t*t))
+    return p if t >= 0 else 1 - p
+
+def t_critical(df:float, # degrees of freedom: seeds - 1
+               alpha:float=0.05, # one-sided level, in (0, 0.5)
+              ) -> float:
+    "The one-sided critical value of Student's t: P(T > t_critical(df, alpha)) = alpha."
+    if df <= 0 or not 0 < alpha < 0.5: raise ValueError(f"t_critical: need df > 0 and 0 < alpha < 0.5, got df={df}, alpha={alpha}")
+    lo, hi = 0.0, 1.0
+    while t_tail(hi, df) > alpha: lo, hi = hi, 2*hi
+    for _ in range(60): mid = (lo + hi) / 2; lo, hi = (mid, hi) if t_tail(mid, df) > alpha else (lo, mid)
+    return (lo + hi) / 2
+
 # %% ../nbs/12_experiments.ipynb #67995533
-def verdict(diffs:list, # per-seed differences: the claim's side minus the other side
-            z:float=2.0, # standard errors the mean difference must clear
-           ) -> bool|None:
-    "True if the mean difference is > z standard errors above 0, False if as far below, None if within or n < 2."
-    if len(diffs) < 2: return None
+def t_stat(diffs:list, # per-seed differences
+           margin:float=0.0, # what the mean difference is tested against
+          ) -> tuple[float, float, float, int]:
+    "Mean, standard error, t = (mean - margin) / se and degrees of freedom of per-seed differences (se and t nan for n < 2)."
+    n = len(diffs)
+    if n < 2: return (diffs[0] if n else math.nan), math.nan, math.nan, n - 1
     m, s = mean_sd(diffs)
-    se = s / math.sqrt(len(diffs))
-    if m > 0 and m > z * se: return True
-    if m < 0 and -m > z * se: return False
-    return None
+    se, d = s / math.sqrt(n), m - margin
+    return m, se, d / se if se > 0 else math.copysign(math.inf, d) if d else 0.0, n - 1  # no spread: the sign decides
+
+def verdict(diffs:list, # per-seed differences: the claim's side minus the other side
+            margin:float=0.0, # the claim: the mean difference is above this
+            alpha:float=0.05, # one-sided level of the test
+           ) -> bool|None:
+    "One-sided t test of `diffs` against `margin`: True if above at level `alpha`, False if as clearly below, None otherwise or n < 2."
+    if len(diffs) < 2: return None
+    t, c = t_stat(diffs, margin)[2], t_critical(len(diffs) - 1, alpha)
+    return True if t > c else False if t < -c else None
 
 # %% ../nbs/12_experiments.ipynb #b797adce
 def save_figure(fig, folder, name:str, data=None) -> Path:
@@ -164,6 +206,93 @@ def claim(claim:str, # the paper's claim in a few words
 def write_claims(claims:list, folder='.') -> Path:
     "Write an experiment's claims to `claims.json` (collected by `staged-rl reproduce`)."
     p = Path(folder)/'claims.json'; p.write_text(json.dumps(claims, indent=1)); return p
+
+# %% ../nbs/12_experiments.ipynb #e1b10908
+CLAIM_REQUIRED = ('id', 'experiment', 'kind', 'claim', 'paper', 'metric')  # text fields every entry has
+CLAIM_DEFAULTS = {'margin': 0.0, 'alpha': 0.05, 'pilot': None, 'expected': None}
+
+def claims_path() -> Path:
+    "The pre-registered claims of a source checkout: `claims.yaml` next to the experiment notebooks."
+    return experiments_dir()/'claims.yaml'
+
+def _number(v) -> float|None:
+    "`v` as a finite float (YAML 1.1 reads `2e-2` as text), else None."
+    try: x = float(v)
+    except (TypeError, ValueError): return None
+    return x if math.isfinite(x) and not isinstance(v, bool) else None
+
+def _claim_entry(e, where:str) -> dict:
+    "One entry of a claims file, checked, with defaults filled in; `where` names it in the error."
+    def bad(field, why): raise ValueError(f"{where}, field '{field}': {why}")
+    if not isinstance(e, dict): raise ValueError(f"{where}: not a mapping of fields")
+    for k in e:
+        if k not in CLAIM_REQUIRED and k not in CLAIM_DEFAULTS: bad(k, f"unknown key (known: {', '.join([*CLAIM_REQUIRED, *CLAIM_DEFAULTS])})")
+    for k in CLAIM_REQUIRED:
+        if k not in e: bad(k, 'missing')
+        if not isinstance(e[k], str) or not e[k].strip(): bad(k, f"{e[k]!r} is not text")
+    e = {**CLAIM_DEFAULTS, **e}
+    if e['experiment'] not in EXPERIMENTS: bad('experiment', f"{e['experiment']!r} is not one of {', '.join(EXPERIMENTS)}")
+    if e['kind'] not in ('claim', 'check'): bad('kind', f"{e['kind']!r} is not 'claim' or 'check'")
+    for k in ('margin', 'alpha'):
+        if (x := _number(e[k])) is None: bad(k, f"{e[k]!r} is not a number")
+        e[k] = x
+    if not 0 < e['alpha'] < 0.5: bad('alpha', f"{e['alpha']} is not in (0, 0.5)")
+    if e['pilot'] is not None and not isinstance(e['pilot'], dict): bad('pilot', 'not a mapping')
+    if e['expected'] is not None and not isinstance(e['expected'], str): bad('expected', f"{e['expected']!r} is not text (quote it)")
+    return e
+
+def load_claims(path=None, # a claims YAML file (a list of entries); default `claims_path()`
+               ) -> dict:
+    "`{id: entry}` of the pre-registered claims in `path`, checked, with `margin`, `alpha`, `pilot` and `expected` defaulted."
+    path = Path(path or claims_path())
+    try: data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(data, list) or not data: raise ValueError(f"{path}: expected a list of claim entries, got {type(data).__name__}")
+    out = {}
+    for i, e in enumerate(data):
+        where = f"{path}: entry {e['id']!r}" if isinstance(e, dict) and isinstance(e.get('id'), str) else f"{path}: entry #{i}"
+        e = _claim_entry(e, where)
+        if e['id'] in out: raise ValueError(f"{where}, field 'id': duplicate id (entry #{list(out).index(e['id'])} has it too)")
+        out[e['id']] = e
+    return out
+
+def judge(spec:dict, # an entry of `load_claims`
+          diffs:list, # per-seed differences, as the entry's metric defines them
+          ours:str, # the miniature result with its spread, e.g. `fmt(diffs)`
+          extra:str='', # more words for the note
+         ) -> dict:
+    "The results row of a pre-registered claim: `verdict` with the entry's margin and alpha, and the test in words in `note`."
+    _, _, t, df = t_stat(diffs, spec['margin'])
+    nums = f"n={len(diffs)}: t={t:.1f} vs critical {t_critical(df, spec['alpha']):.3f}" if df > 0 else f"n={len(diffs)}: too few seeds to test"
+    note = f"one-sided t test of the per-seed differences ({spec['metric']}) against {spec['margin']:.3f} at alpha {spec['alpha']:g} ({nums})"
+    row = claim(spec['claim'], spec['paper'], ours, verdict(diffs, spec['margin'], spec['alpha']), note + (f"; {extra}" if extra else ''))
+    return {**row, 'id': spec['id'], 'kind': spec['kind']}
+
+# %% ../nbs/12_experiments.ipynb #bf6cba9a
+TRAIN_KEYS = ['reward', 'len_mean', 'trunc_frac', 'entropy', 'kl', 'zero_std_frac']  # training rows of metrics.jsonl
+
+def plot_runs(groups:dict, # {label: [metric rows of each seed's run]}
+              keys:list|None=None, # one panel per key; default: `eval/<set>/pass@1` of every set present, then `TRAIN_KEYS`
+              switch=None, # the step (or steps) where a stage switched: dashed lines
+              ncols:int=4, # panels per row
+             ):
+    "A figure of small panels, one per metric key, with each group's mean ± sd across seeds; keys no run has are skipped."
+    import matplotlib.pyplot as plt
+    have = {k for runs in groups.values() for run in runs for r in run for k, v in r.items() if v is not None}
+    keys = [k for k in (keys or sorted(k for k in have if k.startswith('eval/') and k.endswith('/pass@1')) + TRAIN_KEYS) if k in have]
+    if not keys: raise ValueError("plot_runs: none of the keys is in the runs' rows")
+    nc = min(ncols, len(keys)); nr = -(-len(keys) // nc)
+    fig, axs = plt.subplots(nr, nc, figsize=(3 * nc, 2.4 * nr), squeeze=False)
+    for ax, k in zip(axs.flat, keys):
+        for i, (label, runs) in enumerate(groups.items()):
+            steps, m, s = mean_sd_curves(runs, k)
+            if steps: plot_band(ax, steps, m, s, label, color=f'C{i}')  # a group keeps its colour in every panel
+        for x in [] if switch is None else [switch] if isinstance(switch, (int, float)) else switch: ax.axvline(x, ls='--', color='gray', lw=0.8)
+        ax.set_title(k, fontsize=9); ax.tick_params(labelsize=7); ax.set_xlabel('step', fontsize=8)
+    for ax in axs.flat[len(keys):]: ax.set_visible(False)
+    axs.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/12_experiments.ipynb #c870e5f0
 def level_size(levels_dir, # folder of level files

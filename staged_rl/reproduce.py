@@ -9,8 +9,9 @@ from pathlib import Path
 from .config import show_progress
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'PRESET_PARAMS', 'experiments_dir', 'experiment_params', 'is_done', 'mark_done', 'first_seconds',
-           'ReproduceError', 'run_notebook', 'results_table', 'results_section', 'publish_results', 'reproduce']
+__all__ = ['EXPERIMENTS', 'PRESET_PARAMS', 'experiments_dir', 'experiment_params', 'is_done', 'notebook_git', 'mark_done',
+           'first_seconds', 'ReproduceError', 'run_notebook', 'results_table', 'results_section', 'publish_results',
+           'reproduce']
 
 # %% ../nbs/11_reproduce.ipynb #0ce7eb15
 EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run', '04_math_code_mix']
@@ -38,11 +39,28 @@ def is_done(folder:Path, params:dict) -> bool:
     try: return json.loads(f.read_text()).get('params') == params
     except json.JSONDecodeError: return False
 
-def mark_done(folder:Path, params:dict, seconds:float):
+def notebook_git(nb) -> tuple[str, dict|None]:
+    "`nb`'s path (relative to its repository's root), and `{commit, notebook_blob, notebook_committed}`: None without git or a commit."
+    import subprocess
+    nb = Path(nb).resolve()
+    git = lambda *a: subprocess.run(['git', '-C', str(nb.parent), *a], capture_output=True, text=True, check=True).stdout.strip()
+    try: rel = nb.relative_to(Path(git('rev-parse', '--show-toplevel')).resolve()).as_posix()
+    except (OSError, subprocess.CalledProcessError): return str(nb), None  # no git, or no repository
+    try: commit, blob = git('rev-parse', 'HEAD'), git('hash-object', str(nb))
+    except subprocess.CalledProcessError: return rel, None  # no commit yet
+    try: committed = git('rev-parse', f'HEAD:{rel}') == blob
+    except subprocess.CalledProcessError: committed = False  # not in that commit
+    return rel, {'commit': commit, 'notebook_blob': blob, 'notebook_committed': committed}
+
+def mark_done(folder:Path, params:dict, seconds:float,
+              notebook=None, # the notebook that ran: its path and git state are recorded (`notebook_git`)
+             ):
     "Record that the experiment in `folder` finished with `params`, keeping the times of earlier executions with the same params."
     f, now = Path(folder)/'done.json', {'seconds': round(seconds, 1), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
+    if notebook is not None: now['notebook'], now['git'] = notebook_git(notebook)
     old = json.loads(f.read_text()) if f.exists() else {}
-    history = (old.get('history') or [{k: old[k] for k in ('seconds', 'finished') if k in old}]) if old.get('params') == params else []
+    first = {k: old[k] for k in ('seconds', 'finished', 'notebook', 'git') if k in old}  # a done.json without history
+    history = (old.get('history') or [first]) if old.get('params') == params else []
     f.write_text(json.dumps({'params': params, **now, 'history': history + [now]}, indent=1))
 
 def first_seconds(done:dict) -> float|None:
@@ -73,15 +91,17 @@ def run_notebook(nb:Path, # the experiment notebook
 
 # %% ../nbs/11_reproduce.ipynb #bbf37967
 def results_table(out_dir) -> str:
-    "A markdown table of every experiment's claims under `out_dir`."
+    "Markdown tables of every experiment's claims under `out_dir`: the paper's claims, then the design checks (`kind: check`)."
     rows = []
     for name in EXPERIMENTS:
         f = Path(out_dir)/name/'claims.json'
         if f.exists(): rows += [(name, c) for c in json.loads(f.read_text())]
-    verdict = {True: 'yes', False: '**no**', None: 'inconclusive'}
-    lines = ['| experiment | claim | paper | miniature (mean ± sd over seeds) | held | how judged |', '|---|---|---|---|---|---|']
-    lines += [f"| {n} | {c['claim']} | {c['paper']} | {c['ours']} | {verdict[c.get('held')]} | {c.get('note', '')} |" for n, c in rows]
-    return '\n'.join(lines) + '\n'
+    words = {True: 'yes', False: 'no', None: 'inconclusive'}
+    def table(rows):
+        lines = ['| experiment | claim | paper | miniature (mean ± sd over seeds) | held | how judged |', '|---|---|---|---|---|---|']
+        return '\n'.join(lines + [f"| {n} | {c['claim']} | {c['paper']} | {c['ours']} | {words[c.get('held')]} | {c.get('note', '')} |" for n, c in rows])
+    checks = [r for r in rows if r[1].get('kind') == 'check']
+    return table([r for r in rows if r[1].get('kind') != 'check']) + (f"\n\n### Design checks\n\n{table(checks)}" if checks else '') + '\n'
 
 # %% ../nbs/11_reproduce.ipynb #49544859
 def _experiment_rows(run_dir:Path) -> list:
@@ -115,11 +135,11 @@ def results_section(run_dir, # a finished `staged-rl reproduce` folder
     return '\n'.join(lines).rstrip() + '\n'
 
 def publish_results(run_dir, # a finished `staged-rl reproduce` folder
-                    dest='results/tiny-cpu', # committed folder for tables, claims and PNG figures
+                    dest='results/tiny-cpu', # committed folder for tables, claims, PNG figures and metrics
                     index='nbs/index.ipynb', # the notebook that makes the README
                     machine:str='', # where it ran, in words
                    ) -> Path:
-    "Copy a run's tables, claims and figures into `dest` and rewrite the `## Results` cell of `index`."
+    "Copy a run's tables, claims, figures and runs' metrics into `dest` and rewrite the `## Results` cell of `index`."
     import shutil
     run_dir, dest_p = Path(run_dir), Path(dest)
     if not (run_dir/'results.md').exists(): raise FileNotFoundError(f"{run_dir/'results.md'}: no results table; run `staged-rl reproduce` first")
@@ -127,8 +147,12 @@ def publish_results(run_dir, # a finished `staged-rl reproduce` folder
     shutil.copy(run_dir/'results.md', dest_p/'results.md')
     for name, _, figs in _experiment_rows(run_dir):
         (dest_p/name).mkdir(exist_ok=True)
-        for f in [*figs, 'claims.json', 'summary.json', 'done.json'] + [p.name for p in (run_dir/name).glob('fig*.json')]:
+        for f in [*figs, 'claims.json', 'claims.yaml', 'summary.json', 'done.json'] + [p.name for p in (run_dir/name).glob('fig*.json')]:
             if (run_dir/name/f).exists(): shutil.copy(run_dir/name/f, dest_p/name/f)
+        for f in (run_dir/name).rglob('metrics.jsonl'):  # every run's metrics, at the same path (e.g. staged/seed1/)
+            rel = f.relative_to(run_dir/name)
+            if 'checkpoints' in rel.parts: continue
+            (dest_p/name/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy(f, dest_p/name/rel)
     section = results_section(run_dir, dest, machine)
     (dest_p/'README-section.md').write_text(section)
     nb = json.loads(Path(index).read_text())
@@ -164,7 +188,7 @@ def reproduce(preset:str='smoke', # smoke | tiny-cpu | paper-1.5b
         print(f"[reproduce] {name}: running {nbs/(name + '.ipynb')} -> {folder}", flush=True)
         t0 = time.time()
         run_notebook(nbs/f'{name}.ipynb', folder, params, progress, log=sys.stderr)
-        mark_done(folder, params, time.time() - t0)
+        mark_done(folder, params, time.time() - t0, notebook=nbs/f'{name}.ipynb')
         print(f"[reproduce] {name}: done in {time.time() - t0:.0f} s", flush=True)
     table = out/'results.md'
     table.write_text(f"# Results: preset `{preset}`\n\n" + results_table(out))

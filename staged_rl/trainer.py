@@ -23,7 +23,7 @@ __all__ = ['load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', '
            'policy_update', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog',
            'save_checkpoint', 'latest_checkpoint', 'load_trainer_state', 'setup_accelerator', 'shard_model',
            'full_state', 'load_optimizer_state', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
-           'history_rows', 'train', 'evaluate_model']
+           'history_rows', 'train', 'branch_run', 'evaluate_model']
 
 # %% ../nbs/07_trainer.ipynb #a7c250b2
 def _quiet_transformers():
@@ -306,14 +306,13 @@ class RunState:
     done: bool = False  # every stage has ended
 
 class JsonlLog:
-    "Append-only JSONL file; `keep_until(step)` drops the rows of later steps (resume)."
+    "Append-only JSONL file; `keep_until(step)` drops the rows of later steps (resume), `rewrite(f)` keeps `f(rows)`."
     def __init__(self, path, enabled:bool=True): self.path, self.enabled = Path(path), enabled
     def reset(self):
         if self.enabled: self.path.parent.mkdir(parents=True, exist_ok=True); self.path.write_text('')
-    def keep_until(self, step:int):
-        if not self.enabled: return
-        rows = self.read()
-        self.path.write_text(''.join(json.dumps(r) + '\n' for r in rows if r['step'] <= step))
+    def rewrite(self, f):
+        if self.enabled: self.path.write_text(''.join(json.dumps(r) + '\n' for r in f(self.read())))
+    def keep_until(self, step:int): self.rewrite(lambda rows: [r for r in rows if r['step'] <= step])
     def write(self, *rows:dict):
         if not self.enabled or not rows: return
         with open(self.path, 'a') as f: f.write(''.join(json.dumps(r) + '\n' for r in rows))
@@ -473,6 +472,13 @@ def _prepare_run(out:Path, resume:bool, main:bool) -> Path|None:
         out.mkdir(parents=True, exist_ok=True)
     return ckpt
 
+def _resumed_rows(rows:list[dict], state:RunState, cfg:Config) -> list[dict]:
+    "The metric rows a resumed run keeps: up to its step, the `final` row only if no stage is left, a switch naming `cfg`'s next stage."
+    rows = [r for r in rows if r['step'] <= state.step and (state.done or not r.get('final'))]
+    for r in rows:  # a run that ended here and is now extended (a branch) goes on to `cfg.stages[state.stage]`
+        if r['step'] == state.step and 'stage_end' in r and not state.done: r['next_stage'] = cfg.stages[state.stage].name
+    return rows
+
 def _should_eval(cfg:Config, step:int) -> bool:
     return bool(cfg.eval.sets) and cfg.eval.every > 0 and step % cfg.eval.every == 0
 
@@ -505,16 +511,18 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     optimizer, scheduler = make_optimizer(policy, cfg)
     state = RunState()
     if ckpt:
-        saved = load_trainer_state(ckpt)
-        load_optimizer_state(policy, optimizer, saved['optimizer']); scheduler.load_state_dict(saved['scheduler']); state = saved['state']
+        saved = load_trainer_state(ckpt); state = saved['state']
+        state.done = state.stage >= len(cfg.stages)  # a finished run given more stages (a branch) goes on
+        fresh = not state.done and state.stage_step == 0 and state.stage > 0 and cfg.stages[state.stage].reset_optimizer  # a switch its run did not make
+        if not fresh: load_optimizer_state(policy, optimizer, saved['optimizer']); scheduler.load_state_dict(saved['scheduler'])
     if cfg.model.fsdp: optimizer = acc.prepare(optimizer)  # FSDP2 has sharded the model itself: no DDP wrapper
     else: policy, optimizer = acc.prepare(policy, optimizer)
     engine = make_engine(cfg, acc.unwrap_model(policy), tok, rank=acc.process_index, world_size=acc.num_processes,  # vLLM: one engine per rank,
                          model_path=(str(ckpt/'policy') if ckpt else resolve_model(cfg.model.policy, cfg)) if cfg.model.engine == 'vllm' else None)  # loaded from the folder
     metrics, history = JsonlLog(out/'metrics.jsonl', main), JsonlLog(out/'pass_history.jsonl', main)
-    if ckpt: metrics.keep_until(state.step); history.keep_until(state.step)
+    if ckpt: metrics.rewrite(lambda rows: _resumed_rows(rows, state, cfg)); history.keep_until(state.step)
     else: metrics.reset(); history.reset()
-    if main and not ckpt: (out/'config.yaml').write_text(cfg.to_yaml())
+    if main and not (ckpt and (out/'config.yaml').exists()): (out/'config.yaml').write_text(cfg.to_yaml())  # a branch: its own config
     if cfg.output.log_with: acc.init_trackers(cfg.name, config=_numeric({k: v for sec in ('grpo', 'sampling') for k, v in getattr(cfg, sec).__dict__.items()}))
     def log(row):
         metrics.write(row)
@@ -595,6 +603,28 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         if main: acc.unwrap_model(policy).save_pretrained(out/'policy', state_dict=msd); tok.save_pretrained(out/'policy')
     if cfg.output.log_with: acc.end_training()
     return metrics.read()
+
+# %% ../nbs/07_trainer.ipynb #b7a3c1e1
+def branch_run(src, # the run folder to branch from (its `output.dir`)
+               dst, # the new run's folder: `output.dir` of the branch's config
+               step:int|None=None, # the checkpoint to start from; None: the newest
+              ) -> Path:
+    "Start run folder `dst` from checkpoint `step` of run `src`; `train(cfg, resume=True)` with `output.dir=dst` continues it."
+    src, dst = Path(src), Path(dst)
+    if latest_checkpoint(dst): return dst  # branched already (and maybe trained, killed): resuming goes on from there
+    ck = latest_checkpoint(src) if step is None else src/'checkpoints'/f'step_{step:07d}'
+    if ck is None or not ck.is_dir():
+        have = ', '.join(str(int(p.name[5:])) for p in sorted((src/'checkpoints').glob('step_*'))) or 'none'
+        raise FileNotFoundError(f"branch_run: no checkpoint{'' if step is None else f' of step {step}'} in {src/'checkpoints'} (there: {have})")
+    n = int(ck.name[5:])
+    for f in ('metrics.jsonl', 'pass_history.jsonl'):
+        log = JsonlLog(dst/f); log.reset(); log.write(*[r for r in JsonlLog(src/f).read() if r['step'] <= n and not r.get('final')])
+    if (src/'config.yaml').exists(): shutil.copy(src/'config.yaml', dst/'parent_config.yaml')
+    (dst/'branch.json').write_text(json.dumps({'from': str(src), 'step': n}) + '\n')
+    tmp = dst/'checkpoints'/f'.tmp_{ck.name}'
+    shutil.rmtree(tmp, ignore_errors=True); shutil.copytree(ck, tmp)
+    os.replace(tmp, dst/'checkpoints'/ck.name)  # last: a branch is complete or has no checkpoint
+    return dst
 
 # %% ../nbs/07_trainer.ipynb #257ebb6d
 def evaluate_model(cfg:Config, # gives the benchmarks (`eval.final_sets`, else `eval.sets`), the protocol, the engine, device and dtype
