@@ -155,8 +155,11 @@ def cmd_reproduce(a) -> int:
     if preset not in PRESETS: raise UsageError(f"reproduce: unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     if a.overrides:
         with bad_input(): load_config(preset, a.overrides)  # fail here, not inside a notebook
+    if a.seeds is not None:
+        try: a.seeds = [int(s) for s in a.seeds.split(',')]
+        except ValueError: raise UsageError(f"reproduce: --seeds {a.seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
     try:
-        table = reproduce(preset, a.out, a.only, a.force, a.nbs, overrides=a.overrides)
+        table = reproduce(preset, a.out, a.only, a.force, a.nbs, overrides=a.overrides, seeds=a.seeds)
         if a.publish: print(f"[reproduce] published to {publish_results(table.parent, a.publish, machine=a.machine)}; run `make readme`")
     except (ReproduceError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 1
     return 0
@@ -184,6 +187,7 @@ def command_parser(name:str) -> argparse.ArgumentParser:
         p.add_argument('--only', action='append', help=f"experiment name or number prefix; repeatable ({', '.join(EXPERIMENTS)})")
         p.add_argument('--out', help='output folder (default runs/<preset>)')
         p.add_argument('--force', action='store_true', help='re-run experiments that already finished')
+        p.add_argument('--seeds', help="seeds of the training runs, e.g. 100,101 (default: the preset's, see staged_rl.reproduce.PRESET_PARAMS)")
         p.add_argument('--nbs', help='folder of the experiment notebooks (default: nbs/experiments of this checkout)')
         p.add_argument('--publish', metavar='DEST', help='afterwards copy tables and figures to DEST and rewrite the Results section of nbs/index.ipynb')
         p.add_argument('--machine', default='', help='with --publish: where the run happened, in words')

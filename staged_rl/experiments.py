@@ -12,10 +12,10 @@ from .data import level_path
 from .reproduce import EXPERIMENTS, experiments_dir
 
 # %% auto #0
-__all__ = ['CLAIM_REQUIRED', 'CLAIM_DEFAULTS', 'TRAIN_KEYS', 'run_config', 'default_workers', 'run_step', 'runs_status',
-           'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 't_tail', 't_critical', 't_stat', 'verdict',
-           'save_figure', 'plot_band', 'claim', 'write_claims', 'claims_path', 'load_claims', 'judge', 'plot_runs',
-           'level_size']
+__all__ = ['CLAIM_REQUIRED', 'CLAIM_DEFAULTS', 'TRAIN_KEYS', 'run_config', 'level_config', 'default_workers', 'run_step',
+           'runs_status', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 't_tail', 't_critical', 't_stat',
+           'verdict', 'save_figure', 'plot_band', 'claim', 'write_claims', 'claims_path', 'load_claims', 'judge',
+           'plot_runs', 'level_size']
 
 # %% ../nbs/12_experiments.ipynb #4c44540a
 def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
@@ -30,6 +30,24 @@ def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
     if levels_dir is not None: d.setdefault('data', {})['levels_dir'] = str(Path(levels_dir).resolve())
     if stages is not None: d['stages'] = stages
     return from_dict(Config, d)
+
+# %% ../nbs/12_experiments.ipynb #47345dc9
+def level_config(preset:str, # smoke | tiny-cpu | paper-1.5b
+                 out_dir, # the preset's run folder (level files under `levels/`)
+                 level:int, # the level trained on
+                 seed:int=0,
+                 steps:int|None=None, # None: the preset's first-stage max_steps
+                 overrides:list=(),
+                 domain:str='math', # the level's problems of this domain
+                 eval_sets:list|None=None, # names of the evaluation sets kept; None: all
+                ) -> Config:
+    "One run of the difficulty ablation: a single stage on one level's problems, in `<out_dir>/02_difficulty_ablation/level<N>/seed<S>`."
+    out = Path(out_dir)
+    steps = steps or run_config(preset, out, overrides=overrides).stages[0].max_steps
+    stage = {'name': f'level{level}', 'data': [{'source': f'level:{level}:{domain}'}], 'max_steps': steps}
+    cfg = run_config(preset, out/'02_difficulty_ablation'/f'level{level}'/f'seed{seed}', out/'levels', seed, [stage], overrides)
+    if eval_sets is not None: cfg.eval.sets = [s for s in cfg.eval.sets if s.name in eval_sets]
+    return cfg
 
 # %% ../nbs/12_experiments.ipynb #4c6f1026
 def default_workers() -> int:

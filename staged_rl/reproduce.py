@@ -176,12 +176,14 @@ def reproduce(preset:str='smoke', # smoke | tiny-cpu | paper-1.5b
               nbs:str|None=None, # folder of experiment notebooks
               progress:bool=True, # papermill's cell bar (the runs' own progress lines are always shown)
               overrides:list=(), # `key.sub=value` config overrides for every experiment (their `overrides` parameter)
+              seeds:list|None=None, # seeds of the training runs; None: the preset's (`PRESET_PARAMS`)
              ) -> Path:
     "Run the experiment notebooks for `preset`; return the results table's path."
     out = Path(out or f'runs/{preset}'); nbs = Path(nbs) if nbs else experiments_dir()
     names = [n for n in EXPERIMENTS if not only or any(n == o or n.startswith(o) for o in only)]
     if only and not names: raise ValueError(f"--only {only}: no such experiment; expected names from {EXPERIMENTS}")
-    params, t_all = experiment_params(preset, out, {'overrides': list(overrides)} if overrides else None), time.time()
+    extra = {**({'overrides': list(overrides)} if overrides else {}), **({'seeds': list(seeds)} if seeds is not None else {})}
+    params, t_all = experiment_params(preset, out, extra or None), time.time()
     for name in names:
         folder = out/name
         if not force and is_done(folder, params): print(f"[reproduce] {name}: finished earlier with the same parameters, skipped"); continue

@@ -33,3 +33,18 @@ def test_rewards_config_reaches_every_grader(tmp_path, monkeypatch, timeout, exp
                                 'scoring.k=1', 'scoring.round_size=1', 'scoring.roles=[small]', 'grpo.n_samples=2'])
     got = seen_by_all_four(cfg, tmp_path, monkeypatch)
     assert got == {'scoring': expected, 'training': [expected, expected], 'evaluation': expected, 'ladder': expected}, got
+
+def test_grade_scores_each_distinct_response_once(monkeypatch):
+    "Repeated (problem, response) pairs reach the verifiers once, and every response gets its own pair's grade, in order."
+    import staged_rl.rewards as R
+    from staged_rl.data import Problem
+    a, b = Problem('a', 'math', 'What is 1+1?', '2'), Problem('b', 'math', 'What is 2+2?', '4')
+    seen = []
+    def fake(problems, responses, **kw):
+        seen.append(list(zip([p.id for p in problems], responses)))
+        return [float(r == f"\\boxed{{{p.answer}}}") for p, r in zip(problems, responses)]
+    monkeypatch.setattr(R, 'score_batch', fake)
+    probs = [a, a, a, b, b, a]
+    resp = ['\\boxed{2}', '\\boxed{3}', '\\boxed{2}', '\\boxed{2}', '\\boxed{4}', '\\boxed{3}']
+    assert R.grade(probs, resp) == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    assert seen == [[('a', '\\boxed{2}'), ('a', '\\boxed{3}'), ('b', '\\boxed{2}'), ('b', '\\boxed{4}')]]
