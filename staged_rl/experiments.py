@@ -31,7 +31,7 @@ def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b
     if stages is not None: d['stages'] = stages
     return from_dict(Config, d)
 
-# %% ../nbs/12_experiments.ipynb #47345dc9
+# %% ../nbs/12_experiments.ipynb #85ec305c
 def level_config(preset:str, # smoke | tiny-cpu | paper-1.5b
                  out_dir, # the preset's run folder (level files under `levels/`)
                  level:int, # the level trained on

@@ -14,11 +14,12 @@ def _lines(p: Path) -> int: return sum(1 for l in open(p) if l.strip()) if p.exi
 
 def check_claims(out: Path):
     "Each experiment's claims.json says what its level files and runs' metrics give (smoke preset: seed 0 only)."
-    claims = {n: {c['claim']: c for c in json.loads((out/n/'claims.json').read_text())} for n in EXPERIMENTS}
+    claims = {n: {c['id']: c for c in json.loads((out/n/'claims.json').read_text())} for n in EXPERIMENTS}
     sizes = {(L, d): _lines(out/'levels'/f'level{L}_{d}.jsonl') for L in (1, 2, 3) for d in ('math', 'code')}
-    c = claims['01_ladder_and_scoring']['levels 1-3 all populated by the rules']
-    assert c['ours'] == ', '.join(f"level{L}: {sizes[L, 'math']} math + {sizes[L, 'code']} code" for L in (1, 2, 3)), c
-    assert c['held'] == all(sizes[L, 'math'] + sizes[L, 'code'] > 0 for L in (1, 2, 3))
+    c = claims['01_ladder_and_scoring']['levels_populated']
+    assert c['kind'] == 'check' and c['ours'] == ', '.join(f"level{L}: {sizes[L, 'math']} math + {sizes[L, 'code']} code" for L in (1, 2, 3)), c
+    assert c['held'] == (all(sizes[L, 'math'] >= 100 for L in (1, 2, 3)) and sizes[3, 'code'] >= 150)
+    assert {x['kind'] for x in claims['01_ladder_and_scoring'].values()} == {'check'}  # design checks, not the paper's claims
     # 02: held-out gain (last - first evaluation) and first training reward per level, from each level's run
     here = out/'02_difficulty_ablation'
     levels = [L for L in (1, 2, 3) if sizes[L, 'math']]
@@ -26,32 +27,39 @@ def check_claims(out: Path):
     gain = {L: _vals(runs[L], 'eval/math/pass@1')[-1] - _vals(runs[L], 'eval/math/pass@1')[0] for L in levels}
     init = {L: _vals(runs[L], 'reward')[0] for L in levels}
     c = claims['02_difficulty_ablation']
-    assert c['level 1 learns best (largest held-out gain)']['ours'] == '; '.join(f"level {L}: {_one(gain[L])}" for L in levels)
-    assert c['initial reward falls with level']['ours'] == '; '.join(f"level {L}: {_one(init[L], 2)}" for L in levels)
-    assert all(x['held'] is None for x in c.values())  # one seed cannot clear a spread
+    if levels == [1, 2, 3]:
+        for o in (2, 3):
+            assert c[f'level1_beats_level{o}']['ours'] == f"gain level 1 - level {o}: {_one(gain[1] - gain[o])}; level 1 {_one(gain[1])}, level {o} {_one(gain[o])}"
+        for a, b in ((1, 2), (2, 3)):
+            assert c[f'first_batch_reward_{a}_over_{b}']['ours'].startswith(f"level {a} - level {b}: {_one(init[a] - init[b])}")
+        assert all(x['held'] is None for x in c.values())  # one seed cannot be tested
     summary = json.loads((here/'summary.json').read_text())
     assert summary == {f'level{L}': {'gain': [gain[L]], 'initial_reward': [init[L]]} for L in levels}
-    # 03: staged run against stage 1 continued for the same number of steps
+    # 03: every arm branches from the stage-1 run's last checkpoint: identical rows up to the switch, then its own stage 2
     here = out/'03_staged_run'
-    if sizes[2, 'math'] + sizes[2, 'code'] and sizes[3, 'math'] + sizes[3, 'code']:
-        staged, base = _metrics(here/'staged'), _metrics(here/'baseline')
-        assert [r['step'] for r in staged if r.get('stage_end')][:1] and staged[-1]['step'] == base[-1]['step']
+    if sizes[2, 'math'] and sizes[3, 'math']:
+        stage1 = _metrics(here/'stage1')
+        arms = {a: _metrics(here/a) for a in ('staged', 'stage-1-continued', 'stage-2-no-masking', 'stage-2-at-stage-1-length')}
+        switch = stage1[-1]['step']
+        for a, rows in arms.items():
+            drop = lambda r: {k: v for k, v in r.items() if k != 'next_stage'}
+            assert [drop(r) for r in rows if r['step'] <= switch] == [drop(r) for r in stage1], a
+            assert rows[-1]['step'] > switch and {r['stage'] for r in rows if r['step'] > switch} != {'stage1'}, a
         c = claims['03_staged_run']
-        for name, title in (('math', 'staged RL improves math over the initial policy'), ('code', 'code: staged model against the initial policy')):
-            s = _vals(staged, f'eval/{name}/pass@1')
-            assert c[title]['ours'] == f"{_one(s[0])} -> {_one(s[-1])}", (title, c[title])
-        d = _vals(staged, 'eval/math/pass@1')[-1] - _vals(base, 'eval/math/pass@1')[-1]
-        assert c['stage 2 beats continuing stage 1 for the same steps']['ours'] == f"staged - continued: {_one(d)}"
-    # 04: final held-out scores of the two arms, and the math-only arm's gain over its first evaluation
+        s = _vals(arms['staged'], 'eval/math/pass@1')
+        assert c['staged_beats_initial']['ours'] == f"{_one(s[0])} -> {_one(s[-1])}"
+        d = s[-1] - _vals(arms['stage-1-continued'], 'eval/math/pass@1')[-1]
+        assert c['stage2_beats_continued']['ours'] == f"staged - continued: {_one(d)}"
+    # 04: the math-only arm is experiment 2's level-1 run; the mix arm is its own
     here = out/'04_math_code_mix'
     if sizes[1, 'math'] and sizes[3, 'code']:
-        mo, mix = _metrics(here/'math_only'), _metrics(here/'math_and_code_2.1-1')
+        mo, mix = _metrics(out/'02_difficulty_ablation'/'level1'), _metrics(here/'mix')
         final = lambda rows, k: _vals(rows, f'eval/{k}/pass@1')[-1]
         c = claims['04_math_code_mix']
-        assert c['mixing in code improves code']['ours'] == f"mix - math only (code): {_one(final(mix, 'code') - final(mo, 'code'))}"
+        assert c['mix_improves_code']['ours'].startswith(f"mix - math only (code): {_one(final(mix, 'code') - final(mo, 'code'))}")
         mo_gain = final(mo, 'math') - _vals(mo, 'eval/math/pass@1')[0]
-        assert c['mixing keeps (or improves) math']['ours'] == \
-            f"mix - math only (math): {_one(final(mix, 'math') - final(mo, 'math'))}; math only gain over initial: {_one(mo_gain)}"
+        assert c['mix_keeps_math']['ours'] == f"mix - math only (math): {_one(final(mix, 'math') - final(mo, 'math'))}; math only gain over initial: {_one(mo_gain)}"
+        assert not (here/'math-only').exists()  # not trained twice
 
 def test_reproduce_smoke_end_to_end(tmp_path):
     out = tmp_path/'smoke'
@@ -61,7 +69,8 @@ def test_reproduce_smoke_end_to_end(tmp_path):
         folder = out/name
         assert (folder/'done.json').exists() and (folder/f'{name}.ipynb').exists(), name
         claims = json.loads((folder/'claims.json').read_text())
-        assert claims and all({'claim', 'paper', 'ours', 'held'} <= c.keys() for c in claims), name
+        assert claims and all({'id', 'kind', 'claim', 'paper', 'ours', 'held'} <= c.keys() for c in claims), name
+        assert json.loads((folder/'done.json').read_text())['git'] is not None, name  # the notebook's commit and blob
     check_claims(out)
     first = out/EXPERIMENTS[0]
     for fig in ('pass_rate_histograms', 'levels'):
