@@ -76,14 +76,12 @@ class TinyConfig:
     sft_problems: int = 20000  # distinct worked solutions in the warm-up set
     sft_batch: int = 32  # warm-up sequences per optimizer step
     sft_lr: float = 3e-3  # warm-up peak learning rate (AdamW, cosine decay)
-    short_share: float = 0.0  # share of math warm-up examples taught as the bare boxed answer (a short, error-prone form)
     def __post_init__(self):
         for name in ('n_math', 'n_code', 'n_heldout'): _check(getattr(self, name) >= 0, name, getattr(self, name), 'an int >= 0')
         for name in ('max_math_steps', 'max_code_steps', 'sft_problems', 'sft_batch'): _check(getattr(self, name) >= 1, name, getattr(self, name), 'an int >= 1')
         _check(self.max_digits in (1, 2), 'max_digits', self.max_digits, '1 or 2')
         _check(self.vocab_size >= 300, 'vocab_size', self.vocab_size, 'an int >= 300 (256 bytes + merges + special tokens)')
         _check(self.sft_lr > 0, 'sft_lr', self.sft_lr, 'a float > 0')
-        _check(0 <= self.short_share <= 1, 'short_share', self.short_share, 'a float in [0, 1]')
         for name in ('sft_steps', 'hidden_sizes', 'n_layers'):
             v = getattr(self, name)
             _check(len(v) == 4 and all(isinstance(x, int) and x > 0 for x in v), name, v, 'four positive ints, one per role')

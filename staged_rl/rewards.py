@@ -76,12 +76,11 @@ def grade(problems:list, # `Problem`s, one per response
     rc = rewards_cfg if rewards_cfg is not None else RewardsConfig()
     if reward_fn is None:  # identical (problem, response) pairs are graded once: sampled groups repeat themselves a lot
         keys = [(p.id, p.domain, p.prompt, r) for p, r in zip(problems, responses)]
-        first = {}
+        first = {}  # each distinct pair -> where it first appears (dicts keep insertion order)
         for j, k in enumerate(keys): first.setdefault(k, j)
-        uniq = list(first.values())
-        got = score_batch([problems[j] for j in uniq], [responses[j] for j in uniq], workers=rc.workers, limits=sandbox_limits(rc), math_timeout_s=rc.math_timeout_s)
-        if len(got) != len(uniq): raise ValueError(f"grade: {len(got)} scores for {len(uniq)} distinct responses")
-        by = dict(zip(uniq, got)); out = [by[first[k]] for k in keys]
+        got = score_batch([problems[j] for j in first.values()], [responses[j] for j in first.values()], workers=rc.workers, limits=sandbox_limits(rc), math_timeout_s=rc.math_timeout_s)
+        if len(got) != len(first): raise ValueError(f"grade: {len(got)} scores for {len(first)} distinct responses")
+        score = dict(zip(first, got)); out = [score[k] for k in keys]
     else: out = list(reward_fn(problems, responses))
     if len(out) != len(responses): raise ValueError(f"grade: {len(out)} scores for {len(responses)} responses")
     for s in out:

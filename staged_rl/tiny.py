@@ -15,7 +15,7 @@ from .rewards import grade
 # %% auto #0
 __all__ = ['CODE_CLAUSES', 'SPLITS', 'PRETOKENIZE_REGEX', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'LADDER_VERSION', 'gen_math',
            'gen_code', 'tiny_splits', 'resolve_tiny_source', 'train_tokenizer', 'make_model', 'save_model',
-           'sft_stream', 'sft_solution', 'encode_sft', 'sft_batch', 'train_sft', 'sample', 'pass_rates', 'ladder_dir',
+           'sft_stream', 'encode_sft', 'sft_batch', 'train_sft', 'sample', 'pass_rates', 'ladder_dir',
            'remove_stale_builds', 'build_ladder', 'resolve_tiny_model', 'evaluate_ladder', 'by_knob']
 
 # %% ../nbs/04_tiny.ipynb #e78aecb6
@@ -29,7 +29,7 @@ def gen_math(rng:random.Random, # source of randomness
              steps:int, # operations in the chain (the solution has one line per step)
              digits:int, # every value has at most this many digits (1 or 2)
             ) -> Problem:
-    "One arithmetic chain problem with its worked solution in `meta['solution']` and the bare answer in `meta['solution_short']`."
+    "One arithmetic chain problem with its worked solution in `meta['solution']`."
     cap = 10**digits
     v = x = rng.randint(10**(digits - 1), cap - 1)
     ops, lines = [], []
@@ -40,9 +40,8 @@ def gen_math(rng:random.Random, # source of randomness
         else: c = rng.randint(1, min(9, v)); w = v - c
         ops.append(f"{op}{c}"); lines.append(f"{v} {op}{c}={w}"); v = w
     prompt = f"Start with {x}, then apply: {', '.join(ops)}. What is the result?"
-    box = f"\\boxed{{{v}}}"
-    return Problem('', 'math', prompt, str(v), None, {'source': 'tiny', 'steps': steps, 'digits': digits,
-                                                      'solution': '\n'.join(lines + [box]), 'solution_short': box})
+    sol = '\n'.join(lines) + f"\n\\boxed{{{v}}}"
+    return Problem('', 'math', prompt, str(v), None, {'source': 'tiny', 'steps': steps, 'digits': digits, 'solution': sol})
 
 # %% ../nbs/04_tiny.ipynb #e5d6b861
 CODE_CLAUSES = {  # name: (spec phrase, code line, python semantics)
@@ -191,18 +190,10 @@ def sft_stream(tc:TinyConfig, # tiny-world knobs
     n_math = round(n*math_share)
     return _unique(tc, 'math', 'sft_math', n_math, exclude) + _unique(tc, 'code', 'sft_code', n - n_math, exclude)
 
-def sft_solution(p:Problem, short_share:float=0.0, seed:int=0) -> str:
-    "The solution `p` is taught with: the short form for a `short_share` of math problems (drawn per problem), else the worked one."
-    if p.meta.get('solution_short') and short_share > 0 and _rng(seed, 'style', p.prompt).random() < short_share: return p.meta['solution_short']
-    return p.meta['solution']
-
-def encode_sft(problems:list[Problem], tokenizer,
-               short_share:float=0.0, # share of math problems taught in the short form (`tiny.short_share`)
-               seed:int=0, # draws which ones
-              ) -> list[tuple[list[int], int]]:
+def encode_sft(problems:list[Problem], tokenizer) -> list[tuple[list[int], int]]:
     "`(ids, n_prompt)` per problem: the templated prompt, then the worked solution and eos."
     prompts = prompt_ids(problems, tokenizer)
-    sols = tokenizer([sft_solution(p, short_share, seed) for p in problems], add_special_tokens=False)['input_ids']
+    sols = tokenizer([p.meta['solution'] for p in problems], add_special_tokens=False)['input_ids']
     return [(a + b + [tokenizer.eos_token_id], len(a)) for a, b in zip(prompts, sols)]
 
 def sft_batch(examples, pad_id:int):
@@ -272,8 +263,8 @@ def pass_rates(model, tokenizer, problems, sampling:SamplingConfig, k:int=4,
     return rates, lens
 
 # %% ../nbs/04_tiny.ipynb #2dfafb49
-_LADDER_FIELDS = _PROBLEM_FIELDS + ('sft_steps', 'hidden_sizes', 'n_layers', 'vocab_size', 'sft_batch', 'sft_lr', 'sft_problems', 'short_share')
-LADDER_VERSION = 4  # bump when the generators or the training recipe change
+_LADDER_FIELDS = _PROBLEM_FIELDS + ('sft_steps', 'hidden_sizes', 'n_layers', 'vocab_size', 'sft_batch', 'sft_lr', 'sft_problems')
+LADDER_VERSION = 3  # bump when the generators or the training recipe change
 
 def ladder_dir(cfg=None) -> Path:
     "The cache folder of the ladder that `cfg.tiny` describes."
@@ -293,7 +284,7 @@ def _build(tc:TinyConfig, tmp:Path, verbose:bool=True) -> dict:
     probs = sft_stream(tc, tc.sft_problems)
     tok = train_tokenizer([format_problem(p) + '\n' + p.meta['solution'] for p in probs[::max(1, len(probs)//4000)]] + [CHAT_TEMPLATE], tc.vocab_size)
     tok.save_pretrained(tmp/'tokenizer')
-    ex = encode_sft(probs, tok, tc.short_share, tc.seed)
+    ex = encode_sft(probs, tok)
     info = {'tokenizer_vocab': len(tok), 'sft_problems': len(probs), 'runs': []}
     for (h, l), by_steps in _groups(tc).items():
         t1 = time.time(); model = make_model(tok, h, l, seed=tc.seed)
