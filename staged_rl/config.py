@@ -419,9 +419,10 @@ PRESETS = {
     },
     'tiny-cpu': {  # the CPU reproduction: minutes per experiment on 2 cores; the world's design is measured in nbs/04_tiny.ipynb
         'name': 'tiny-cpu', 'seed': 0,
-        'tiny': {'max_math_steps': 10, 'n_math': 800, 'n_code': 1000},
+        'tiny': {'max_math_steps': 10, 'n_math': 800, 'n_code': 1000,
+                 'sft_steps': [1450, 1600, 1800, 2000]},  # checkpoints where math accuracy falls with chain length (nbs/04_tiny.ipynb)
         'sampling': {'max_new_tokens': 64},  # stage 1's budget: the careful form of a 9- or 10-step chain does not fit
-        'grpo': {'lr': 3e-4, 'n_samples': 8, 'batch_prompts': 64, 'micro_batch': 64, 'entropy_coef': 0.001},
+        'grpo': {'lr': 1e-4, 'n_samples': 8, 'batch_prompts': 64, 'micro_batch': 64, 'entropy_coef': 0.001},
         'stages': [_stage('stage1', [('level:2:math', 1.0)], max_steps=40),  # math only, as the paper's staged run
                    _stage('stage2', [('level:3:math', 1.0)], max_steps=20, max_new_tokens=96, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 16},  # the paper's k for math; cheap here
