@@ -76,6 +76,9 @@ class TinyConfig:
     sft_problems: int = 20000  # distinct worked solutions in the warm-up set
     sft_batch: int = 32  # warm-up sequences per optimizer step
     sft_lr: float = 3e-3  # warm-up peak learning rate (AdamW, cosine decay)
+    skill_share_math: list = field(default_factory=lambda: [0.0, 0.0])  # extra math problems needing skill 1 / skill 2, as a share of the pool's (and the warm-up's) plain count
+    skill_share_code: list = field(default_factory=lambda: [0.0, 0.0])  # the same for code (held-out sets have no skill problems)
+    skill_steps: list = field(default_factory=lambda: [0, 0])  # warm-up step from which skill-1 / skill-2 problems enter the warm-up batches
     def __post_init__(self):
         for name in ('n_math', 'n_code', 'n_heldout'): _check(getattr(self, name) >= 0, name, getattr(self, name), 'an int >= 0')
         for name in ('max_math_steps', 'max_code_steps', 'sft_problems', 'sft_batch'): _check(getattr(self, name) >= 1, name, getattr(self, name), 'an int >= 1')
@@ -85,6 +88,10 @@ class TinyConfig:
         for name in ('sft_steps', 'hidden_sizes', 'n_layers'):
             v = getattr(self, name)
             _check(len(v) == 4 and all(isinstance(x, int) and x > 0 for x in v), name, v, 'four positive ints, one per role')
+        for name in ('skill_share_math', 'skill_share_code'):
+            v = getattr(self, name)
+            _check(len(v) == 2 and all(isinstance(x, (int, float)) and x >= 0 for x in v) and sum(v) <= 1, name, v, 'two shares >= 0 with sum <= 1 (skill 1, skill 2)')
+        _check(len(self.skill_steps) == 2 and all(isinstance(x, int) and x >= 0 for x in self.skill_steps), 'skill_steps', self.skill_steps, 'two ints >= 0 (skill 1, skill 2)')
 
 # %% ../nbs/00_config.ipynb #46329aa5
 @dataclass
@@ -420,7 +427,9 @@ PRESETS = {
     'tiny-cpu': {  # the CPU reproduction: minutes per experiment on 2 cores; the world's design is measured in nbs/04_tiny.ipynb
         'name': 'tiny-cpu', 'seed': 0,
         'tiny': {'max_math_steps': 10, 'n_math': 800, 'n_code': 1000,
-                 'sft_steps': [1450, 1600, 1800, 2000]},  # checkpoints where math accuracy falls with chain length (nbs/04_tiny.ipynb)
+                 'sft_steps': [1450, 1700, 1800, 2000],  # the ladder: checkpoints of one warm-up run (nbs/04_tiny.ipynb)
+                 'skill_share_math': [0.2, 0.2], 'skill_share_code': [0.1, 0.15],  # extra pool problems beyond the small model / beyond all but the strongest
+                 'skill_steps': [1460, 1810]},  # skill 1 enters the warm-up after the small checkpoint, skill 2 after the large one
         'sampling': {'max_new_tokens': 64},  # stage 1's budget: the careful form of a 9- or 10-step chain does not fit
         'grpo': {'lr': 1e-4, 'n_samples': 8, 'batch_prompts': 64, 'micro_batch': 64, 'entropy_coef': 0.001},
         'stages': [_stage('stage1', [('level:2:math', 1.0)], max_steps=40),  # math only, as the paper's staged run
@@ -428,7 +437,7 @@ PRESETS = {
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 16},  # the paper's k for math; cheap here
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 4, 'limit': 100}],  # grading code is the slow part
                  'sampling': {'max_new_tokens': 128}, 'every': 10},
-        'scoring': {'k': 64, 'round_size': 16, 'sampling': {'temperature': 1.0, 'top_p': 1.0, 'max_new_tokens': 128}, 'adaptive': True},  # at the training temperature; rounds of 16 up to 64 until the level facts are settled
+        'scoring': {'k': 32, 'round_size': 16, 'sampling': {'temperature': 1.0, 'top_p': 1.0, 'max_new_tokens': 128}, 'adaptive': True},  # at the training temperature; rounds of 16 up to 32 until the level facts are settled
         'data': {'levels_dir': 'runs/tiny-cpu/levels'},
         'output': {'dir': 'runs/tiny-cpu', 'save_every': 5},
     },

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_tiny.ipynb #0f0347b0
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, random, re, shutil, signal, sys, tempfile, threading, time
+import bisect, contextlib, hashlib, json, math, os, random, re, shutil, signal, sys, tempfile, threading, time
 from pathlib import Path
 from dataclasses import replace
 from .config import ROLES, TinyConfig, SamplingConfig, load_config, show_progress
@@ -13,10 +13,11 @@ from .models import load_model, register_model_source, set_threads
 from .rewards import grade
 
 # %% auto #0
-__all__ = ['CODE_CLAUSES', 'SPLITS', 'PRETOKENIZE_REGEX', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'LADDER_VERSION', 'gen_math',
-           'gen_code', 'tiny_splits', 'resolve_tiny_source', 'train_tokenizer', 'make_model', 'save_model',
-           'sft_stream', 'encode_sft', 'sft_batch', 'train_sft', 'sample', 'pass_rates', 'ladder_dir',
-           'remove_stale_builds', 'build_ladder', 'resolve_tiny_model', 'evaluate_ladder', 'by_knob']
+__all__ = ['MATH_SKILLS', 'CODE_CLAUSES', 'CODE_SKILLS', 'SPLITS', 'PRETOKENIZE_REGEX', 'SPECIAL_TOKENS', 'CHAT_TEMPLATE',
+           'LADDER_VERSION', 'gen_math', 'gen_code', 'tiny_splits', 'resolve_tiny_source', 'train_tokenizer',
+           'make_model', 'save_model', 'sft_stream', 'encode_sft', 'sft_batch', 'sft_draws', 'train_sft', 'sample',
+           'pass_rates', 'ladder_dir', 'remove_stale_builds', 'build_ladder', 'resolve_tiny_model', 'evaluate_ladder',
+           'by_knob']
 
 # %% ../nbs/04_tiny.ipynb #e78aecb6
 def _rng(*key) -> random.Random:
@@ -25,23 +26,35 @@ def _rng(*key) -> random.Random:
     the published results were made from them; another derivation would generate other problems."""
     return random.Random(int(hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16], 16))
 
+MATH_SKILLS = {  # skill: (operator, its result written from the value v >= 10 it ends the chain on)
+    1: ('dup', lambda v: f"{v}{v}"),  # v written twice: 47 dup=4747
+    2: ('tri', lambda v: f"{v}{v}{v}"),  # v written three times: 47 tri=474747
+}
+
 def gen_math(rng:random.Random, # source of randomness
              steps:int, # operations in the chain (the solution has one line per step)
              digits:int, # every value has at most this many digits (1 or 2)
+             skill:int=0, # 0: + - * only; 1 or 2: the chain ends with that skill's operator (`MATH_SKILLS`), values of 2 digits
             ) -> Problem:
     "One arithmetic chain problem with its worked solution in `meta['solution']`."
+    if skill: digits = 2
     cap = 10**digits
-    v = x = rng.randint(10**(digits - 1), cap - 1)
-    ops, lines = [], []
-    for _ in range(steps):
-        op = rng.choice(['+']*(v + 1 < cap) + ['-']*(v >= 1) + ['*']*(1 <= v and 2*v < cap))
-        if op == '*': c = rng.randint(2, min(3, (cap - 1)//v)); w = v*c
-        elif op == '+': c = rng.randint(1, min(9, cap - 1 - v)); w = v + c
-        else: c = rng.randint(1, min(9, v)); w = v - c
-        ops.append(f"{op}{c}"); lines.append(f"{v} {op}{c}={w}"); v = w
+    while True:  # a skill chain must end on a two-digit value (a plain chain takes the first draw)
+        v = x = rng.randint(10**(digits - 1), cap - 1)
+        ops, lines = [], []
+        for _ in range(steps - bool(skill)):
+            op = rng.choice(['+']*(v + 1 < cap) + ['-']*(v >= 1) + ['*']*(1 <= v and 2*v < cap))
+            if op == '*': c = rng.randint(2, min(3, (cap - 1)//v)); w = v*c
+            elif op == '+': c = rng.randint(1, min(9, cap - 1 - v)); w = v + c
+            else: c = rng.randint(1, min(9, v)); w = v - c
+            ops.append(f"{op}{c}"); lines.append(f"{v} {op}{c}={w}"); v = w
+        if not skill or v >= 10: break
+    if skill:
+        name, fn = MATH_SKILLS[skill]
+        w = fn(v); ops.append(name); lines.append(f"{v} {name}={w}"); v = w
     prompt = f"Start with {x}, then apply: {', '.join(ops)}. What is the result?"
     sol = '\n'.join(lines) + f"\n\\boxed{{{v}}}"
-    return Problem('', 'math', prompt, str(v), None, {'source': 'tiny', 'steps': steps, 'digits': digits, 'solution': sol})
+    return Problem('', 'math', prompt, str(v), None, {'source': 'tiny', 'steps': steps, 'digits': digits, 'skill': skill, 'solution': sol})
 
 # %% ../nbs/04_tiny.ipynb #e5d6b861
 CODE_CLAUSES = {  # name: (spec phrase, code line, python semantics)
@@ -53,6 +66,11 @@ CODE_CLAUSES = {  # name: (spec phrase, code line, python semantics)
     'min': ("make it at most {c}", "x = min(x, {c})", lambda x, c: min(x, c)),
 }
 
+CODE_SKILLS = {  # skill: (spec phrase, code line, python semantics); a constant no ordinary clause uses, so a wrong line fails every assert
+    1: ("add one hundred", "x = x + 100", lambda x: x + 100),
+    2: ("subtract one thousand", "x = x - 1000", lambda x: x - 1000),
+}
+
 def _code_const(rng, name, digits):
     if name in ('mul', 'mod'): return rng.randint(2, 9)
     return rng.randint(1, 10**digits - 1)
@@ -61,56 +79,65 @@ def gen_code(rng:random.Random, # source of randomness
              steps:int, # clauses in the spec (the solution has one line per clause)
              digits:int, # size of the constants: 1 or 2 digits
              n_tests:int=5, # asserts in `check`
+             skill:int=0, # 0: ordinary clauses only; 1 or 2: the last clause is that skill's (`CODE_SKILLS`)
             ) -> Problem:
     "One function-writing problem with assert tests and its worked solution in `meta['solution']`."
-    names = [rng.choice(list(CODE_CLAUSES)) for _ in range(steps)]
+    names = [rng.choice(list(CODE_CLAUSES)) for _ in range(steps - bool(skill))]
     consts = [_code_const(rng, n, digits) for n in names]
-    spec = '; '.join(CODE_CLAUSES[n][0].format(c=c) for n, c in zip(names, consts))
-    prompt = f"Write a function f(x) that takes an integer x, then: {spec}. It returns the result."
-    body = ''.join(f"    {CODE_CLAUSES[n][1].format(c=c)}\n" for n, c in zip(names, consts))
+    phrases = [CODE_CLAUSES[n][0].format(c=c) for n, c in zip(names, consts)] + ([CODE_SKILLS[skill][0]] if skill else [])
+    lines = [CODE_CLAUSES[n][1].format(c=c) for n, c in zip(names, consts)] + ([CODE_SKILLS[skill][1]] if skill else [])
+    prompt = f"Write a function f(x) that takes an integer x, then: {'; '.join(phrases)}. It returns the result."
+    body = ''.join(f"    {l}\n" for l in lines)
     sol = f"```python\ndef f(x):\n{body}    return x\n```"
     def run(x):
         for n, c in zip(names, consts): x = CODE_CLAUSES[n][2](x, c)
-        return x
+        return CODE_SKILLS[skill][2](x) if skill else x
     xs = sorted(rng.sample(range(-9, 21), n_tests))
     test = "def check(candidate):\n" + ''.join(f"    assert candidate({x}) == {run(x)}\n" for x in xs)
     tests = {'kind': 'functional', 'entry_point': 'f', 'test': test, 'prelude': ''}
-    return Problem('', 'code', prompt, None, tests, {'source': 'tiny', 'steps': steps, 'digits': digits, 'solution': sol})
+    return Problem('', 'code', prompt, None, tests, {'source': 'tiny', 'steps': steps, 'digits': digits, 'skill': skill, 'solution': sol})
 
 # %% ../nbs/04_tiny.ipynb #59638cc5
 SPLITS = ('math', 'code', 'math_heldout', 'code_heldout')
 _GEN = {'math': gen_math, 'code': gen_code}
 
-def _draw(tc:TinyConfig, rng, domain):
+def _draw(tc:TinyConfig, rng, domain, skill:int=0):
     steps = rng.randint(1, tc.max_math_steps if domain == 'math' else tc.max_code_steps)
-    return _GEN[domain](rng, steps, rng.randint(1, tc.max_digits))
+    return _GEN[domain](rng, steps, rng.randint(1, tc.max_digits), skill=skill)
 
-def _unique(tc:TinyConfig, domain:str, name:str, n:int, exclude:set) -> list[Problem]:
-    "`n` problems of `domain` from stream `name`, none of whose prompts is in `exclude`."
+def _unique(tc:TinyConfig, domain:str, name:str, n:int, exclude:set, skill:int=0) -> list[Problem]:
+    "`n` problems of `domain` (needing `skill`) from stream `name`, none of whose prompts is in `exclude`."
     rng, out, seen = _rng(tc.seed, name), [], set(exclude)
     for _ in range(50*n + 1000):
         if len(out) >= n: break
-        p = _draw(tc, rng, domain)
+        p = _draw(tc, rng, domain, skill)
         if p.prompt in seen: continue
         seen.add(p.prompt); p.id = f"tiny-{name}-{len(out)}"; out.append(p)
     if len(out) < n: raise ValueError(f"tiny:{name}: only {len(out)} distinct problems of {n} asked; raise tiny.max_digits or the step limits")
+    return out
+
+def _skill_extras(tc:TinyConfig, domain:str, name:str, n:int, exclude:set) -> list[Problem]:
+    "For each skill, its share of `n` as extra problems that need it, from streams `<name>_skill1` and `<name>_skill2`."
+    out = []
+    for s, share in enumerate(tc.skill_share_math if domain == 'math' else tc.skill_share_code, 1):
+        if share: out += _unique(tc, domain, f"{name}_skill{s}", round(n*share), exclude | {p.prompt for p in out}, skill=s)
     return out
 
 _SPLIT_CACHE = {}
 def _tc_key(tc:TinyConfig, *fields) -> str:
     return json.dumps({f: getattr(tc, f) for f in fields}, sort_keys=True)
 
-_PROBLEM_FIELDS = ('seed', 'n_math', 'n_code', 'n_heldout', 'max_math_steps', 'max_code_steps', 'max_digits')
+_PROBLEM_FIELDS = ('seed', 'n_math', 'n_code', 'n_heldout', 'max_math_steps', 'max_code_steps', 'max_digits', 'skill_share_math', 'skill_share_code')
 
 def tiny_splits(tc:TinyConfig|None=None, # tiny-world knobs; None: defaults
                ) -> dict[str, list[Problem]]:
-    "All four splits (`math`, `code`, `math_heldout`, `code_heldout`), disjoint by prompt."
+    "All four splits (`math`, `code`, `math_heldout`, `code_heldout`), disjoint by prompt; skill problems only in the pools."
     tc = tc or TinyConfig()
     key = _tc_key(tc, *_PROBLEM_FIELDS)
     if key not in _SPLIT_CACHE:
         out = {}
         for d, n in (('math', tc.n_math), ('code', tc.n_code)):
-            out[d] = _unique(tc, d, d, n, set())
+            out[d] = _unique(tc, d, d, n, set()) + _skill_extras(tc, d, d, n, set())  # the plain pool, then the skill problems
             out[f"{d}_heldout"] = _unique(tc, d, f"{d}_heldout", tc.n_heldout, {p.prompt for p in out[d]})
         _SPLIT_CACHE[key] = out
     return {k: [Problem.from_dict(p.to_dict()) for p in v] for k, v in _SPLIT_CACHE[key].items()}
@@ -181,14 +208,17 @@ def save_model(model, tokenizer, path) -> Path:
 
 # %% ../nbs/04_tiny.ipynb #a2578ecb
 def sft_stream(tc:TinyConfig, # tiny-world knobs
-               n:int, # problems wanted
+               n:int, # problems wanted, without the skill problems
                math_share:float=0.6, # share of math problems
               ) -> list[Problem]:
-    "Fresh warm-up problems, disjoint from every pool and held-out prompt."
+    """Fresh warm-up problems, disjoint from every pool and held-out prompt: `n` without skills (the warm-up of a
+    world without them), then the skill problems, each skill's share of each domain's count."""
     sp = tiny_splits(tc)
     exclude = {p.prompt for s in SPLITS for p in sp[s]}
     n_math = round(n*math_share)
-    return _unique(tc, 'math', 'sft_math', n_math, exclude) + _unique(tc, 'code', 'sft_code', n - n_math, exclude)
+    base = _unique(tc, 'math', 'sft_math', n_math, exclude) + _unique(tc, 'code', 'sft_code', n - n_math, exclude)
+    exclude |= {p.prompt for p in base}
+    return base + _skill_extras(tc, 'math', 'sft_math', n_math, exclude) + _skill_extras(tc, 'code', 'sft_code', n - n_math, exclude)
 
 def encode_sft(problems:list[Problem], tokenizer) -> list[tuple[list[int], int]]:
     "`(ids, n_prompt)` per problem: the templated prompt, then the worked solution and eos."
@@ -211,21 +241,37 @@ def _lr_at(step, total, lr, warmup=0.05):
     if step < w: return lr*(step + 1)/w
     return lr*(0.1 + 0.9*0.5*(1 + math.cos(math.pi*(step - w)/max(1, total - w))))
 
+def sft_draws(n:int, # examples
+              steps:int, # optimizer steps
+              batch_size:int, seed:int=0,
+              start_at:list|None=None, # per example: the first step whose batch may hold it (None: every example from step 0)
+             ):
+    "Yield, per step, the indices of that step's batch: a uniform draw from the examples whose `start_at` has come."
+    rng = random.Random(seed)
+    order = sorted(range(n), key=lambda i: start_at[i]) if start_at else list(range(n))  # stable: no start_at keeps the order
+    starts = [start_at[i] for i in order] if start_at else [0]*n
+    if starts and starts[0] > 0: raise ValueError(f"sft_draws: every example starts after step 0 (first start_at: {starts[0]}); step 0 has nothing to draw")
+    for step in range(steps):
+        seen = order[:bisect.bisect_right(starts, step)]
+        yield rng.sample(seen, min(batch_size, len(seen)))
+
 def train_sft(model, tokenizer, examples:list, # `encode_sft` output
               steps:int, # optimizer steps
               save_at:dict|None=None, # {step: folder}: checkpoint the model after these steps
               batch_size:int=32, lr:float=3e-3, seed:int=0,
               desc:str='sft', # progress bar label
+              start_at:list|None=None, # per example: the first step whose batches may hold it (see `sft_draws`)
              ) -> list[float]:
     "Supervised warm-up with AdamW and a cosine schedule; returns the loss per step."
     import torch
-    from tqdm.auto import trange
-    torch.manual_seed(seed); rng = random.Random(seed)
+    from tqdm.auto import tqdm
+    torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
     model.train(); losses, save_at = [], save_at or {}
-    for step in (bar := trange(steps, desc=desc, leave=False, disable=not show_progress())):
+    draws = sft_draws(len(examples), steps, batch_size, seed, start_at)
+    for step, idx in enumerate(bar := tqdm(draws, total=steps, desc=desc, leave=False, disable=not show_progress())):
         for g in opt.param_groups: g['lr'] = _lr_at(step, steps, lr)
-        x, am, y = sft_batch(rng.sample(examples, min(batch_size, len(examples))), tokenizer.pad_token_id)
+        x, am, y = sft_batch([examples[i] for i in idx], tokenizer.pad_token_id)
         loss = model(input_ids=x, attention_mask=am, labels=y).loss
         loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); opt.zero_grad()
         losses.append(loss.item())
@@ -263,8 +309,8 @@ def pass_rates(model, tokenizer, problems, sampling:SamplingConfig, k:int=4,
     return rates, lens
 
 # %% ../nbs/04_tiny.ipynb #2dfafb49
-_LADDER_FIELDS = _PROBLEM_FIELDS + ('sft_steps', 'hidden_sizes', 'n_layers', 'vocab_size', 'sft_batch', 'sft_lr', 'sft_problems')
-LADDER_VERSION = 3  # bump when the generators or the training recipe change
+_LADDER_FIELDS = _PROBLEM_FIELDS + ('sft_steps', 'hidden_sizes', 'n_layers', 'vocab_size', 'sft_batch', 'sft_lr', 'sft_problems', 'skill_steps')
+LADDER_VERSION = 4  # bump when the generators or the training recipe change
 
 def ladder_dir(cfg=None) -> Path:
     "The cache folder of the ladder that `cfg.tiny` describes."
@@ -282,7 +328,8 @@ def _build(tc:TinyConfig, tmp:Path, verbose:bool=True) -> dict:
     set_threads()
     t0 = time.time()
     probs = sft_stream(tc, tc.sft_problems)
-    tok = train_tokenizer([format_problem(p) + '\n' + p.meta['solution'] for p in probs[::max(1, len(probs)//4000)]] + [CHAT_TEMPLATE], tc.vocab_size)
+    plain = [p for p in probs if not p.meta['skill']]  # skills change no merge: the tokenizer of the world without them
+    tok = train_tokenizer([format_problem(p) + '\n' + p.meta['solution'] for p in plain[::max(1, len(plain)//4000)]] + [CHAT_TEMPLATE], tc.vocab_size)
     tok.save_pretrained(tmp/'tokenizer')
     ex = encode_sft(probs, tok)
     info = {'tokenizer_vocab': len(tok), 'sft_problems': len(probs), 'runs': []}
@@ -290,7 +337,8 @@ def _build(tc:TinyConfig, tmp:Path, verbose:bool=True) -> dict:
         t1 = time.time(); model = make_model(tok, h, l, seed=tc.seed)
         save_at = {s: tmp/rs[0] for s, rs in by_steps.items()}
         losses = train_sft(model, tok, ex, max(by_steps), save_at, tc.sft_batch, tc.sft_lr, seed=tc.seed,
-                           desc=f"ladder {'/'.join(r for rs in by_steps.values() for r in rs)} (h={h}, L={l})")
+                           desc=f"ladder {'/'.join(r for rs in by_steps.values() for r in rs)} (h={h}, L={l})",
+                           start_at=[tc.skill_steps[p.meta['skill'] - 1] if p.meta['skill'] else 0 for p in probs])
         for rs in by_steps.values():
             for r in rs[1:]: shutil.copytree(tmp/rs[0], tmp/r)
         info['runs'].append({'hidden': h, 'layers': l, 'roles': by_steps, 'params': sum(p.numel() for p in model.parameters()),
