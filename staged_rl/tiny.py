@@ -84,10 +84,10 @@ def gen_code(rng:random.Random, # source of randomness
     "One function-writing problem with assert tests and its worked solution in `meta['solution']`."
     names = [rng.choice(list(CODE_CLAUSES)) for _ in range(steps - bool(skill))]
     consts = [_code_const(rng, n, digits) for n in names]
-    phrases = [CODE_CLAUSES[n][0].format(c=c) for n, c in zip(names, consts)] + ([CODE_SKILLS[skill][0]] if skill else [])
-    lines = [CODE_CLAUSES[n][1].format(c=c) for n, c in zip(names, consts)] + ([CODE_SKILLS[skill][1]] if skill else [])
-    prompt = f"Write a function f(x) that takes an integer x, then: {'; '.join(phrases)}. It returns the result."
-    body = ''.join(f"    {l}\n" for l in lines)
+    clauses = [(phrase.format(c=c), line.format(c=c)) for (phrase, line, _), c in zip((CODE_CLAUSES[n] for n in names), consts)]
+    clauses += [CODE_SKILLS[skill][:2]] if skill else []  # (spec phrase, code line) per clause
+    prompt = f"Write a function f(x) that takes an integer x, then: {'; '.join(ph for ph, _ in clauses)}. It returns the result."
+    body = ''.join(f"    {line}\n" for _, line in clauses)
     sol = f"```python\ndef f(x):\n{body}    return x\n```"
     def run(x):
         for n, c in zip(names, consts): x = CODE_CLAUSES[n][2](x, c)
@@ -332,13 +332,13 @@ def _build(tc:TinyConfig, tmp:Path, verbose:bool=True) -> dict:
     tok = train_tokenizer([format_problem(p) + '\n' + p.meta['solution'] for p in plain[::max(1, len(plain)//4000)]] + [CHAT_TEMPLATE], tc.vocab_size)
     tok.save_pretrained(tmp/'tokenizer')
     ex = encode_sft(probs, tok)
+    start_at = [tc.skill_steps[p.meta['skill'] - 1] if p.meta['skill'] else 0 for p in probs]  # when each example enters the batches
     info = {'tokenizer_vocab': len(tok), 'sft_problems': len(probs), 'runs': []}
     for (h, l), by_steps in _groups(tc).items():
         t1 = time.time(); model = make_model(tok, h, l, seed=tc.seed)
         save_at = {s: tmp/rs[0] for s, rs in by_steps.items()}
         losses = train_sft(model, tok, ex, max(by_steps), save_at, tc.sft_batch, tc.sft_lr, seed=tc.seed,
-                           desc=f"ladder {'/'.join(r for rs in by_steps.values() for r in rs)} (h={h}, L={l})",
-                           start_at=[tc.skill_steps[p.meta['skill'] - 1] if p.meta['skill'] else 0 for p in probs])
+                           desc=f"ladder {'/'.join(r for rs in by_steps.values() for r in rs)} (h={h}, L={l})", start_at=start_at)
         for rs in by_steps.values():
             for r in rs[1:]: shutil.copytree(tmp/rs[0], tmp/r)
         info['runs'].append({'hidden': h, 'layers': l, 'roles': by_steps, 'params': sum(p.numel() for p in model.parameters()),
