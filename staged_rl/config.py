@@ -79,6 +79,7 @@ class TinyConfig:
     skill_share_math: list = field(default_factory=lambda: [0.0, 0.0])  # extra math problems needing skill 1 / skill 2, as a share of the pool's (and the warm-up's) plain count
     skill_share_code: list = field(default_factory=lambda: [0.0, 0.0])  # the same for code (held-out sets have no skill problems)
     skill_steps: list = field(default_factory=lambda: [0, 0])  # warm-up step from which skill-1 / skill-2 problems enter the warm-up batches
+    skill_boost: float = 0.0  # once skill examples have entered the warm-up, this share of each batch is drawn from them (the rest: plain ones)
     def __post_init__(self):
         for name in ('n_math', 'n_code', 'n_heldout'): _check(getattr(self, name) >= 0, name, getattr(self, name), 'an int >= 0')
         for name in ('max_math_steps', 'max_code_steps', 'sft_problems', 'sft_batch'): _check(getattr(self, name) >= 1, name, getattr(self, name), 'an int >= 1')
@@ -92,6 +93,7 @@ class TinyConfig:
             v = getattr(self, name)
             _check(len(v) == 2 and all(isinstance(x, (int, float)) and x >= 0 for x in v) and sum(v) <= 1, name, v, 'two shares >= 0 with sum <= 1 (skill 1, skill 2)')
         _check(len(self.skill_steps) == 2 and all(isinstance(x, int) and x >= 0 for x in self.skill_steps), 'skill_steps', self.skill_steps, 'two ints >= 0 (skill 1, skill 2)')
+        _check(isinstance(self.skill_boost, (int, float)) and 0 <= self.skill_boost < 1, 'skill_boost', self.skill_boost, 'a share in [0, 1)')
 
 # %% ../nbs/00_config.ipynb #46329aa5
 @dataclass
@@ -429,7 +431,8 @@ PRESETS = {
         'tiny': {'max_math_steps': 10, 'n_math': 800, 'n_code': 1000,
                  'sft_steps': [1450, 1700, 1800, 2000],  # the ladder: checkpoints of one warm-up run (nbs/04_tiny.ipynb)
                  'skill_share_math': [0.2, 0.2], 'skill_share_code': [0.1, 0.15],  # extra pool problems beyond the small model / beyond all but the strongest
-                 'skill_steps': [1460, 1810]},  # skill 1 enters the warm-up after the small checkpoint, skill 2 after the large one
+                 'skill_steps': [1460, 1810],  # skill 1 enters the warm-up after the small checkpoint, skill 2 after the large one
+                 'skill_boost': 0.5},  # ... and skill examples take half of each batch from then on, so the later checkpoints learn them firmly
         'sampling': {'max_new_tokens': 64},  # stage 1's budget: the careful form of a 9- or 10-step chain does not fit
         'grpo': {'lr': 1e-4, 'n_samples': 8, 'batch_prompts': 64, 'micro_batch': 64, 'entropy_coef': 0.001},
         'stages': [_stage('stage1', [('level:2:math', 1.0)], max_steps=40),  # math only, as the paper's staged run

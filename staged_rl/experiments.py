@@ -193,11 +193,14 @@ def t_stat(diffs:list, # per-seed differences
 def verdict(diffs:list, # per-seed differences: the claim's side minus the other side
             margin:float=0.0, # the claim: the mean difference is above this
             alpha:float=0.05, # one-sided level of the test
+            smallest:float|None=None, # the smallest effect that counts: clearly below it is not held too (None: no such test)
            ) -> bool|None:
-    "One-sided t test of `diffs` against `margin`: True if above at level `alpha`, False if as clearly below, None otherwise or n < 2."
+    "One-sided t test of `diffs` against `margin`: True if above at level `alpha`, False if as clearly below (or clearly below `smallest`), None otherwise or n < 2."
     if len(diffs) < 2: return None
     t, c = t_stat(diffs, margin)[2], t_critical(len(diffs) - 1, alpha)
-    return True if t > c else False if t < -c else None
+    if t > c: return True
+    if t < -c or (smallest is not None and t_stat(diffs, smallest)[2] < -c): return False
+    return None
 
 # %% ../nbs/12_experiments.ipynb #b797adce
 def save_figure(fig, folder, name:str, data=None) -> Path:
@@ -227,7 +230,7 @@ def write_claims(claims:list, folder='.') -> Path:
 
 # %% ../nbs/12_experiments.ipynb #e1b10908
 CLAIM_REQUIRED = ('id', 'experiment', 'kind', 'claim', 'paper', 'metric')  # text fields every entry has
-CLAIM_DEFAULTS = {'margin': 0.0, 'alpha': 0.05, 'pilot': None, 'expected': None}
+CLAIM_DEFAULTS = {'margin': 0.0, 'alpha': 0.05, 'smallest': None, 'pilot': None, 'expected': None}
 
 def claims_path() -> Path:
     "The pre-registered claims of a source checkout: `claims.yaml` next to the experiment notebooks."
@@ -255,13 +258,17 @@ def _claim_entry(e, where:str) -> dict:
         if (x := _number(e[k])) is None: bad(k, f"{e[k]!r} is not a number")
         e[k] = x
     if not 0 < e['alpha'] < 0.5: bad('alpha', f"{e['alpha']} is not in (0, 0.5)")
+    if e['smallest'] is not None:
+        if (x := _number(e['smallest'])) is None: bad('smallest', f"{e['smallest']!r} is not a number")
+        if x <= e['margin']: bad('smallest', f"{x} is not above the margin {e['margin']}")
+        e['smallest'] = x
     if e['pilot'] is not None and not isinstance(e['pilot'], dict): bad('pilot', 'not a mapping')
     if e['expected'] is not None and not isinstance(e['expected'], str): bad('expected', f"{e['expected']!r} is not text (quote it)")
     return e
 
 def load_claims(path=None, # a claims YAML file (a list of entries); default `claims_path()`
                ) -> dict:
-    "`{id: entry}` of the pre-registered claims in `path`, checked, with `margin`, `alpha`, `pilot` and `expected` defaulted."
+    "`{id: entry}` of the pre-registered claims in `path`, checked, with `margin`, `alpha`, `smallest`, `pilot` and `expected` defaulted."
     path = Path(path or claims_path())
     try: data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
@@ -279,11 +286,13 @@ def judge(spec:dict, # an entry of `load_claims`
           ours:str, # the miniature result with its spread, e.g. `fmt(diffs)`
           extra:str='', # more words for the note
          ) -> dict:
-    "The results row of a pre-registered claim: `verdict` with the entry's margin and alpha, and the test in words in `note`."
+    "The results row of a pre-registered claim: `verdict` with the entry's margin, alpha and smallest effect, and the test in words in `note`."
     _, _, t, df = t_stat(diffs, spec['margin'])
     nums = f"n={len(diffs)}: t={t:.1f} vs critical {t_critical(df, spec['alpha']):.3f}" if df > 0 else f"n={len(diffs)}: too few seeds to test"
     note = f"one-sided t test of the per-seed differences ({spec['metric']}) against {spec['margin']:.3f} at alpha {spec['alpha']:g} ({nums})"
-    row = claim(spec['claim'], spec['paper'], ours, verdict(diffs, spec['margin'], spec['alpha']), note + (f"; {extra}" if extra else ''))
+    if spec.get('smallest') is not None and df > 0:
+        note += f"; not held also if clearly below the smallest effect that counts, {spec['smallest']:.3f} (t={t_stat(diffs, spec['smallest'])[2]:.1f})"
+    row = claim(spec['claim'], spec['paper'], ours, verdict(diffs, spec['margin'], spec['alpha'], spec.get('smallest')), note + (f"; {extra}" if extra else ''))
     return {**row, 'id': spec['id'], 'kind': spec['kind']}
 
 # %% ../nbs/12_experiments.ipynb #bf6cba9a

@@ -18,7 +18,7 @@ EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run
 
 PRESET_PARAMS = {  # papermill parameters per preset, on top of `preset` and `out_dir`
     'smoke': {'seeds': [0]},
-    'tiny-cpu': {'seeds': [0, 1, 2]},  # claims are judged on several seeds, with their spread
+    'tiny-cpu': {'seeds': [0, 1, 2, 3]},  # claims are judged on several seeds, with their spread
     'paper-1.5b': {'seeds': [0]},
 }
 

@@ -245,15 +245,20 @@ def sft_draws(n:int, # examples
               steps:int, # optimizer steps
               batch_size:int, seed:int=0,
               start_at:list|None=None, # per example: the first step whose batch may hold it (None: every example from step 0)
+              boost:float=0.0, # once examples with a later `start_at` have entered: this share of each batch is drawn from them
              ):
-    "Yield, per step, the indices of that step's batch: a uniform draw from the examples whose `start_at` has come."
+    "Yield, per step, the indices of that step's batch: a uniform draw from the examples whose `start_at` has come (see `boost`)."
     rng = random.Random(seed)
     order = sorted(range(n), key=lambda i: start_at[i]) if start_at else list(range(n))  # stable: no start_at keeps the order
     starts = [start_at[i] for i in order] if start_at else [0]*n
     if starts and starts[0] > 0: raise ValueError(f"sft_draws: every example starts after step 0 (first start_at: {starts[0]}); step 0 has nothing to draw")
+    early = bisect.bisect_right(starts, 0)  # the examples of step 0 come first in `order`
     for step in range(steps):
-        seen = order[:bisect.bisect_right(starts, step)]
-        yield rng.sample(seen, min(batch_size, len(seen)))
+        cut = bisect.bisect_right(starts, step)
+        if not boost or cut == early:  # nothing entered late yet: the plain draw, so earlier checkpoints do not change
+            yield rng.sample(order[:cut], min(batch_size, cut)); continue
+        m = min(cut - early, round(boost*batch_size))
+        yield rng.sample(order[early:cut], m) + rng.sample(order[:early], min(batch_size - m, early))
 
 def train_sft(model, tokenizer, examples:list, # `encode_sft` output
               steps:int, # optimizer steps
@@ -261,6 +266,7 @@ def train_sft(model, tokenizer, examples:list, # `encode_sft` output
               batch_size:int=32, lr:float=3e-3, seed:int=0,
               desc:str='sft', # progress bar label
               start_at:list|None=None, # per example: the first step whose batches may hold it (see `sft_draws`)
+              boost:float=0.0, # share of each batch for the examples that entered late (see `sft_draws`)
              ) -> list[float]:
     "Supervised warm-up with AdamW and a cosine schedule; returns the loss per step."
     import torch
@@ -268,7 +274,7 @@ def train_sft(model, tokenizer, examples:list, # `encode_sft` output
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
     model.train(); losses, save_at = [], save_at or {}
-    draws = sft_draws(len(examples), steps, batch_size, seed, start_at)
+    draws = sft_draws(len(examples), steps, batch_size, seed, start_at, boost)
     for step, idx in enumerate(bar := tqdm(draws, total=steps, desc=desc, leave=False, disable=not show_progress())):
         for g in opt.param_groups: g['lr'] = _lr_at(step, steps, lr)
         x, am, y = sft_batch([examples[i] for i in idx], tokenizer.pad_token_id)
@@ -309,8 +315,8 @@ def pass_rates(model, tokenizer, problems, sampling:SamplingConfig, k:int=4,
     return rates, lens
 
 # %% ../nbs/04_tiny.ipynb #2dfafb49
-_LADDER_FIELDS = _PROBLEM_FIELDS + ('sft_steps', 'hidden_sizes', 'n_layers', 'vocab_size', 'sft_batch', 'sft_lr', 'sft_problems', 'skill_steps')
-LADDER_VERSION = 4  # bump when the generators or the training recipe change
+_LADDER_FIELDS = _PROBLEM_FIELDS + ('sft_steps', 'hidden_sizes', 'n_layers', 'vocab_size', 'sft_batch', 'sft_lr', 'sft_problems', 'skill_steps', 'skill_boost')
+LADDER_VERSION = 5  # bump when the generators or the training recipe change
 
 def ladder_dir(cfg=None) -> Path:
     "The cache folder of the ladder that `cfg.tiny` describes."
@@ -338,7 +344,7 @@ def _build(tc:TinyConfig, tmp:Path, verbose:bool=True) -> dict:
         t1 = time.time(); model = make_model(tok, h, l, seed=tc.seed)
         save_at = {s: tmp/rs[0] for s, rs in by_steps.items()}
         losses = train_sft(model, tok, ex, max(by_steps), save_at, tc.sft_batch, tc.sft_lr, seed=tc.seed,
-                           desc=f"ladder {'/'.join(r for rs in by_steps.values() for r in rs)} (h={h}, L={l})", start_at=start_at)
+                           desc=f"ladder {'/'.join(r for rs in by_steps.values() for r in rs)} (h={h}, L={l})", start_at=start_at, boost=tc.skill_boost)
         for rs in by_steps.values():
             for r in rs[1:]: shutil.copytree(tmp/rs[0], tmp/r)
         info['runs'].append({'hidden': h, 'layers': l, 'roles': by_steps, 'params': sum(p.numel() for p in model.parameters()),

@@ -22,7 +22,7 @@ def test_reproduce_runs_skips_and_reports_failure(tmp_path):
     r = _run('--preset', 'tiny-cpu', '--out', str(out), '--nbs', str(nbs), '--only', '01')
     assert r.returncode == 0, r.stderr
     assert (out/EXPERIMENTS[0]/'seen.txt').read_text() == 'tiny-cpu' + str(out.resolve())
-    assert '[0, 1, 2]' in (out/'results.md').read_text()
+    assert '[0, 1, 2, 3]' in (out/'results.md').read_text()
     done = json.loads((out/EXPERIMENTS[0]/'done.json').read_text())  # the notebook that ran, and its git state (null outside a repository)
     assert done['notebook'].endswith(f'{EXPERIMENTS[0]}.ipynb') and 'git' in done and done['history'][0]['notebook'] == done['notebook'], done
     r = _run('--preset', 'tiny-cpu', '--out', str(out), '--nbs', str(nbs), '--only', '01')
