@@ -290,9 +290,9 @@ def judge(spec:dict, # an entry of `load_claims`
     _, _, t, df = t_stat(diffs, spec['margin'])
     nums = f"n={len(diffs)}: t={t:.1f} vs critical {t_critical(df, spec['alpha']):.3f}" if df > 0 else f"n={len(diffs)}: too few seeds to test"
     note = f"one-sided t test of the per-seed differences ({spec['metric']}) against {spec['margin']:.3f} at alpha {spec['alpha']:g} ({nums})"
-    if spec.get('smallest') is not None and df > 0:
+    if spec['smallest'] is not None and df > 0:
         note += f"; not held also if clearly below the smallest effect that counts, {spec['smallest']:.3f} (t={t_stat(diffs, spec['smallest'])[2]:.1f})"
-    row = claim(spec['claim'], spec['paper'], ours, verdict(diffs, spec['margin'], spec['alpha'], spec.get('smallest')), note + (f"; {extra}" if extra else ''))
+    row = claim(spec['claim'], spec['paper'], ours, verdict(diffs, spec['margin'], spec['alpha'], spec['smallest']), note + (f"; {extra}" if extra else ''))
     return {**row, 'id': spec['id'], 'kind': spec['kind']}
 
 # %% ../nbs/12_experiments.ipynb #bf6cba9a
