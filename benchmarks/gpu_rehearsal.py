@@ -94,6 +94,7 @@ def main():
     ap.add_argument('--prompts', type=int, default=1, help='prompts per step (paper: 128), each with 16 samples')
     ap.add_argument('--gen-tokens', type=int, default=None, help='tokens sampled for real per response (default: 512 GPU, 8 tiny)')
     ap.add_argument('--eval-tokens', type=int, default=None, help='max new tokens of the evaluation (default: 256 GPU, 8 tiny)')
+    ap.add_argument('--micro-tokens', type=int, default=None, help="grpo.max_tokens_per_micro_batch (default: the preset's 32,768 GPU, 256 tiny)")
     ap.add_argument('--checkpoints', action='store_true', help='also write the stage-end checkpoints (fp32 policy + AdamW: ~21 GB each at 1.5B)')
     ap.add_argument('--out', default=os.environ.get('OUT', 'runs/gpu_rehearsal'), help='output folder')
     a = ap.parse_args()
@@ -120,6 +121,7 @@ def main():
     data['data'].update(levels_dir=str(out/'levels'))
     data['grpo'].update(batch_prompts=a.prompts)
     if a.tiny: data['grpo'].update(max_tokens_per_micro_batch=256)
+    if a.micro_tokens: data['grpo'].update(max_tokens_per_micro_batch=a.micro_tokens)
     data['sampling']['max_new_tokens'] = lengths[0]
     for s, src, L in zip(data['stages'], ('level:2:math', 'level:3:math'), lengths):
         s.update(data=[{'source': src, 'weight': 1.0}], max_steps=1, plateau=None, max_new_tokens=L)
@@ -149,10 +151,11 @@ def main():
     dev = torch.cuda.get_device_name(0) if cuda else platform.processor() or 'cpu'
     report = {'device': dev, 'gpu_total_gib': torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else None,
               'torch': torch.__version__, 'params': n_params, 'arch': 'R1-Distill-Qwen-1.5B (random weights)' if not a.tiny else 'tiny',
-              'prompts': a.prompts, 'samples': cfg.grpo.n_samples, 'gen_tokens_sampled': gen_tokens, 'build_s': t_build, 'train_s': t_train,
+              'prompts': a.prompts, 'micro_batch_tokens': cfg.grpo.max_tokens_per_micro_batch, 'samples': cfg.grpo.n_samples, 'gen_tokens_sampled': gen_tokens, 'build_s': t_build, 'train_s': t_train,
               'eval_s': [r['time/eval'] for r in evals], 'stages': []}
     world, full = 8, 128 * 16
-    print(f"device: {dev}; torch {torch.__version__}; model {report['arch']}, {n_params / 1e9:.2f}B params; built in {t_build:.0f} s")
+    print(f"device: {dev}; torch {torch.__version__}; model {report['arch']}, {n_params / 1e9:.2f}B params; built in {t_build:.0f} s; "
+          f"micro-batch budget {cfg.grpo.max_tokens_per_micro_batch:,} tokens")
     print(f"{'stage':<7}{'tokens':>7}{'resp':>5}{'gen s':>8}{'score s':>8}{'ref s':>7}{'upd s':>7}{'sync s':>7}{'step s':>8}{'peak GiB':>9}{'upd tok/s':>10}")
     for r, g in zip(steps, gens):
         rows_n = g['rows']
