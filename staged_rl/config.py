@@ -280,9 +280,16 @@ class FilterConfig:
     keep_math_solved: float = 0.5  # level 3: share of math problems kept although the 32B model solves them
     keep_code_solved: float = 0.1  # level 3: same for code
     seed: int = 0  # seeds the level-3 subsampling
+    levels_math: list = field(default_factory=lambda: [1, 2, 3])  # the levels built for math problems
+    levels_code: list = field(default_factory=lambda: [1, 2, 3])  # ... for code (adaptive scoring draws only what the built levels need)
     def __post_init__(self):
         for n in ('large_solved_threshold', 'keep_math_solved', 'keep_code_solved'):
             _check(0 <= getattr(self, n) <= 1, n, getattr(self, n), 'a float in [0, 1]')
+        for n in ('levels_math', 'levels_code'):
+            v = getattr(self, n)
+            ok = isinstance(v, (list, tuple)) and len(v) > 0 and all(type(x) is int and x in (1, 2, 3) for x in v) and list(v) == sorted(set(v))
+            _check(ok, n, v,
+                   'a non-empty increasing list drawn from 1, 2, 3')
 
 @dataclass
 class OutputConfig:
@@ -440,7 +447,8 @@ PRESETS = {
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 16},  # the paper's k for math; cheap here
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 4, 'limit': 100}],  # grading code is the slow part
                  'sampling': {'max_new_tokens': 128}, 'every': 10},
-        'scoring': {'k': 32, 'round_size': 16, 'sampling': {'temperature': 1.0, 'top_p': 1.0, 'max_new_tokens': 128}, 'adaptive': True},  # at the training temperature; rounds of 16 up to 32 until the level facts are settled
+        'scoring': {'k': 128, 'round_size': 16, 'sampling': {'temperature': 1.0, 'top_p': 1.0, 'max_new_tokens': 128}, 'adaptive': True},  # at the training temperature; rounds of 16 until the level facts are settled, up to 128 where every sample so far is 0 (or 1): stable levels, measured in nbs/08_scoring.ipynb
+        'filtering': {'levels_code': [3]},  # the experiments train on code level 3 only (the mix), so the small and medium models never score code
         'data': {'levels_dir': 'runs/tiny-cpu/levels'},
         'output': {'dir': 'runs/tiny-cpu', 'save_every': 5},
     },

@@ -34,7 +34,7 @@ def _check_rates(rates:dict):
 
 def assign_levels(rates:dict, # role -> pass rate in [0, 1]; a missing role (or None) is not available
                   domain:str, # 'math' or 'code': picks the level-3 keep share
-                  fcfg:FilterConfig|None=None, # `cfg.filtering`: threshold and keep shares (None: the paper's defaults)
+                  fcfg:FilterConfig|None=None, # `cfg.filtering`: threshold, keep shares, levels built (None: the paper's defaults)
                   *, rng=None, # has `.random()`; drawn only for level-3 problems the large model solves
                  ) -> set[int]:
     "The paper's levels (a subset of {1, 2, 3}) of one problem from its pass rates by ladder role."
@@ -43,10 +43,10 @@ def assign_levels(rates:dict, # role -> pass rate in [0, 1]; a missing role (or 
     if domain not in DOMAINS: raise ValueError(f"domain {domain!r}: expected one of {DOMAINS}")
     small, medium, large, strongest = (rates.get(r) for r in ROLES)
     if strongest == 0: return set()  # R1 never solves it: likely a bad reference answer
-    levels = set()
-    if _partial(small): levels.add(1)
-    if (small == 0 and medium == 1) or (small == 0 and _partial(medium)) or (_partial(small) and _partial(medium)): levels.add(2)
-    if large is not None:
+    levels, built = set(), set(f.levels_math if domain == 'math' else f.levels_code)
+    if 1 in built and _partial(small): levels.add(1)
+    if 2 in built and ((small == 0 and medium == 1) or (small == 0 and _partial(medium)) or (_partial(small) and _partial(medium))): levels.add(2)
+    if 3 in built and large is not None:
         if large <= f.large_solved_threshold: levels.add(3)
         else:
             if rng is None: raise ValueError("assign_levels: pass rng= (e.g. problem_rng(seed, id)) to subsample solved level-3 problems")

@@ -50,8 +50,8 @@ def _outcomes(role:str, rate, known:dict, domain:str, f:FilterConfig) -> list:
     return out
 
 @functools.lru_cache(maxsize=None)
-def _fact(role:str, known:tuple, domain:str, t:float, keep_math:float, keep_code:float) -> str|None:
-    f, known = FilterConfig(t, keep_math, keep_code), dict(known)
+def _fact(role:str, known:tuple, domain:str, t:float, keep_math:float, keep_code:float, built:tuple) -> str|None:
+    f, known = FilterConfig(t, keep_math, keep_code, **{f'levels_{domain}': list(built)}), dict(known)
     rates, cuts = _classes(t)
     outs = [_outcomes(role, r, known, domain, f) for r in rates]
     need = {c for a, b, c in zip(outs, outs[1:], cuts) if a != b}
@@ -69,7 +69,7 @@ def needed_fact(role:str, # the ladder role about to be scored
     f = fcfg or FilterConfig()
     t = f.large_solved_threshold
     key = tuple(sorted((r, None if v is None else _class_rate(v, t)) for r, v in known.items() if r != role))
-    return _fact(role, key, domain, t, f.keep_math_solved, f.keep_code_solved)
+    return _fact(role, key, domain, t, f.keep_math_solved, f.keep_code_solved, tuple(f.levels_math if domain == 'math' else f.levels_code))
 
 def settled(fact:str|None, # from `needed_fact`; None means the full k samples (fixed mode)
             scores:list, # the scores of the samples drawn so far, each in [0, 1]
