@@ -288,8 +288,7 @@ class FilterConfig:
         for n in ('levels_math', 'levels_code'):
             v = getattr(self, n)
             ok = isinstance(v, (list, tuple)) and len(v) > 0 and all(type(x) is int and x in (1, 2, 3) for x in v) and list(v) == sorted(set(v))
-            _check(ok, n, v,
-                   'a non-empty increasing list drawn from 1, 2, 3')
+            _check(ok, n, v, 'a non-empty increasing list drawn from 1, 2, 3')
 
 @dataclass
 class OutputConfig:

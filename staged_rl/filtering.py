@@ -11,8 +11,8 @@ from .config import ROLES, FilterConfig, derive_seed
 from .data import DOMAINS, Problem, load_problems, save_problems, level_path, cfg_levels_dir
 
 # %% auto #0
-__all__ = ['problem_rng', 'assign_levels', 'levels_for_pool', 'level_counts', 'build_levels', 'level_rewards', 'load_pool',
-           'format_counts']
+__all__ = ['problem_rng', 'built_levels', 'assign_levels', 'levels_for_pool', 'level_counts', 'build_levels', 'level_rewards',
+           'load_pool', 'format_counts']
 
 # %% ../nbs/09_filtering.ipynb #594ed257
 def problem_rng(seed:int, # `cfg.filtering.seed`
@@ -32,6 +32,12 @@ def _check_rates(rates:dict):
         if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1):
             raise ValueError(f"rates[{role!r}] = {r!r}: expected a pass rate in [0, 1] or None")
 
+def built_levels(fcfg:FilterConfig, # `cfg.filtering`
+                 domain:str, # 'math' or 'code'
+                ) -> tuple:
+    "The levels built for `domain` (`levels_math` or `levels_code`)."
+    return tuple(fcfg.levels_math if domain == 'math' else fcfg.levels_code)
+
 def assign_levels(rates:dict, # role -> pass rate in [0, 1]; a missing role (or None) is not available
                   domain:str, # 'math' or 'code': picks the level-3 keep share
                   fcfg:FilterConfig|None=None, # `cfg.filtering`: threshold, keep shares, levels built (None: the paper's defaults)
@@ -43,7 +49,7 @@ def assign_levels(rates:dict, # role -> pass rate in [0, 1]; a missing role (or 
     if domain not in DOMAINS: raise ValueError(f"domain {domain!r}: expected one of {DOMAINS}")
     small, medium, large, strongest = (rates.get(r) for r in ROLES)
     if strongest == 0: return set()  # R1 never solves it: likely a bad reference answer
-    levels, built = set(), set(f.levels_math if domain == 'math' else f.levels_code)
+    levels, built = set(), built_levels(f, domain)
     if 1 in built and _partial(small): levels.add(1)
     if 2 in built and ((small == 0 and medium == 1) or (small == 0 and _partial(medium)) or (_partial(small) and _partial(medium))): levels.add(2)
     if 3 in built and large is not None:

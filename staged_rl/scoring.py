@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from .config import ROLES, FilterConfig, load_config, derive_seed, get_device, show_progress
 from .data import Problem, prompt_ids, cfg_levels_dir
-from .filtering import assign_levels, levels_for_pool, load_pool, problem_rng, build_levels, format_counts
+from .filtering import assign_levels, built_levels, levels_for_pool, load_pool, problem_rng, build_levels, format_counts
 from .models import load_model, resolve_model
 from .rewards import grade, rewards_signature
 from .rollout import Completion, SamplingParams, HFEngine, VLLMEngine
@@ -69,7 +69,7 @@ def needed_fact(role:str, # the ladder role about to be scored
     f = fcfg or FilterConfig()
     t = f.large_solved_threshold
     key = tuple(sorted((r, None if v is None else _class_rate(v, t)) for r, v in known.items() if r != role))
-    return _fact(role, key, domain, t, f.keep_math_solved, f.keep_code_solved, tuple(f.levels_math if domain == 'math' else f.levels_code))
+    return _fact(role, key, domain, t, f.keep_math_solved, f.keep_code_solved, built_levels(f, domain))
 
 def settled(fact:str|None, # from `needed_fact`; None means the full k samples (fixed mode)
             scores:list, # the scores of the samples drawn so far, each in [0, 1]
