@@ -10,8 +10,8 @@ from .config import ConfigError, PRESETS, ROLES, load_config, show_progress
 
 # %% auto #0
 __all__ = ['COMMANDS', 'UsageError', 'bad_input', 'looks_like_path', 'check_model', 'cmd_config', 'cmd_ladder', 'cmd_score',
-           'cmd_filter', 'check_stage_data', 'cmd_train', 'cmd_eval', 'cmd_reproduce', 'command_parser', 'top_parser',
-           'no_progress', 'main']
+           'cmd_filter', 'check_stage_data', 'cmd_train', 'eval_table_path', 'cmd_eval', 'cmd_reproduce',
+           'command_parser', 'top_parser', 'no_progress', 'main']
 
 # %% ../nbs/10_cli.ipynb #587b7ad9
 class UsageError(Exception):
@@ -135,13 +135,23 @@ def _pop_arg(overrides:list, key:str):
         if o.startswith(key + '='): overrides.remove(o); return o.split('=', 1)[1]
     return None
 
+def eval_table_path(spec:str, # the evaluated model's spec: a folder, `tiny:<role>` or a hub id
+                    cfg, # the run's config: `output.dir` takes the tables of models that are not folders
+                    out=None, # `--out` / `out=FILE`: wins when given
+                   ) -> Path:
+    "Where `staged-rl eval` writes its table: `out`; else next to a model folder (`runs/x/policy` -> `runs/x/eval_policy.json`); else in `output.dir`."
+    if out: return Path(out)
+    p = Path(spec).expanduser()
+    if p.is_dir(): return p.parent/f"eval_{p.resolve().name}.json"
+    return Path(cfg.output.dir)/f"eval_{spec.replace(':', '_').replace('/', '_')}.json"
+
 def cmd_eval(a) -> int:
     "pass@1 over k samples on `eval.sets`; print it and write the JSON table."
     from staged_rl.trainer import evaluate_model
     spec, dest = _pop_arg(a.overrides, 'model') or a.model, _pop_arg(a.overrides, 'out') or a.out
     cfg = _cfg(a)
     spec = check_model(spec or cfg.model.policy, 'model')
-    dest = Path(dest) if dest else Path(cfg.output.dir)/f"eval_{Path(spec).name.replace(':', '_')}.json"
+    dest = eval_table_path(spec, cfg, dest)
     table = evaluate_model(cfg, spec)
     dest.parent.mkdir(parents=True, exist_ok=True); dest.write_text(json.dumps(table, indent=1))
     for name, r in table['benchmarks'].items(): print(f"{name:<16} pass@1 {r['pass@1']:.4f} ± {r['pass@1_std']:.4f}  (k={r['k']}, {r['n_problems']} problems)")
@@ -197,7 +207,7 @@ def command_parser(name:str) -> argparse.ArgumentParser:
     if name == 'train': p.add_argument('--resume', action='store_true', help='continue from the newest checkpoint under output.dir')
     if name == 'eval':
         p.add_argument('--model', help='model spec: tiny:<role>, a folder or a Hub id (also `model=SPEC`); default: model.policy')
-        p.add_argument('--out', help='where to write the JSON table (also `out=FILE`); default: <output.dir>/eval_<model>.json')
+        p.add_argument('--out', help='where to write the JSON table (also `out=FILE`); default: eval_<folder>.json next to a model folder, else <output.dir>/eval_<model>.json')
     if name == 'score': p.add_argument('--import', dest='import_file', metavar='FILE', help='store pass rates measured elsewhere instead of scoring')
     p.add_argument('--no-progress', action='store_true', help='no progress bars (also: STAGED_RL_NO_PROGRESS=1)')
     return p

@@ -14,7 +14,7 @@ import yaml
 __all__ = ['ROLES', 'PRESETS', 'ConfigError', 'ModelConfig', 'LadderConfig', 'TinyConfig', 'DataConfig', 'SamplingConfig',
            'GRPOConfig', 'DataSource', 'PlateauConfig', 'StageConfig', 'EvalSet', 'EvalConfig', 'RewardsConfig',
            'ScoringConfig', 'FilterConfig', 'OutputConfig', 'VLLMConfig', 'Config', 'from_dict', 'apply_override',
-           'config_data', 'load_config', 'get_device', 'derive_seed', 'seed_everything', 'show_progress']
+           'config_data', 'load_config', 'get_device', 'derive_seed', 'seed_everything', 'show_progress', 'made_with']
 
 # %% ../nbs/00_config.ipynb #449eedd6
 class ConfigError(ValueError):
@@ -582,3 +582,16 @@ def show_progress(progress:bool=True, # the caller's own setting
                  ) -> bool:
     "Whether to draw a progress bar: `progress`, unless `$STAGED_RL_NO_PROGRESS` is set to a non-empty value other than 0."
     return bool(progress) and os.environ.get('STAGED_RL_NO_PROGRESS', '') in ('', '0')
+
+# %% ../nbs/00_config.ipynb #ea6d15b8
+def made_with(preset:str, # the preset (or config file) the output was made with
+             ) -> str:
+    "One line naming the preset and the library's commit, for a saved output that the test run does not re-create."
+    import subprocess, staged_rl
+    pkg = Path(staged_rl.__file__).resolve().parent
+    def git(*a):
+        try: return subprocess.run(['git', '-C', str(pkg), *a], capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired): return ''
+    commit = git('rev-parse', '--short', 'HEAD') or 'unknown (no git checkout)'
+    dirty = ' with uncommitted library changes' if git('status', '--porcelain', '--', '.') else ''
+    return f"made with preset {preset}, staged-rl at commit {commit}{dirty}"

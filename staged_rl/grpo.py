@@ -16,7 +16,7 @@ def group_advantages(rewards, # (B,) rewards ordered group by group: B = n_group
                      group_size:int, # completions per prompt (GRPO's G)
                      scale:bool=True, # divide by the group std (GRPO); False only centres (Dr. GRPO)
                      eps:float=1e-6, # added to the std (verl 1e-6, TRL 1e-4)
-                     valid=None, # (B,) bool: False leaves the group baseline and gets advantage 0
+                     valid:torch.Tensor|None=None, # (B,) bool: False leaves the group baseline and gets advantage 0
                     ) -> torch.Tensor:
     "Advantage of each completion relative to its group: (r - mean) / (std + eps); (B,) float."
     r = torch.as_tensor(rewards, dtype=torch.float32)
@@ -36,7 +36,7 @@ def group_advantages(rewards, # (B,) rewards ordered group by group: B = n_group
 # %% ../nbs/06_grpo.ipynb #b9c419e1
 def collate_completions(groups, # list (per prompt) of lists of completions, or a flat list of completions
                         pad_token_id:int, # id written into padded positions (masked everywhere)
-                        device=None) -> dict:
+                        device:torch.device|str|None=None) -> dict:
     "Pad completions into `input_ids`, `attention_mask`, `completion_ids`, `completion_mask`, `truncated` tensors."
     flat = [c for g in groups for c in (g if isinstance(g, (list, tuple)) else [g])]
     if not flat: raise ValueError("collate_completions: no completions")

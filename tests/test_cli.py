@@ -99,6 +99,23 @@ def test_score_import_then_filter(tmp_path):
     counts = json.loads(r.stdout.strip().splitlines()[-1])['counts']
     assert counts['level1']['math'] + counts['level1']['code'] == 1  # small 2/4, medium 4/4: level 1 (and level 3)
 
+# ---- eval writes its table next to the evaluated model ----------------------------------------------------------------
+def test_eval_tables_of_two_policy_folders_stay_apart(tmp_path):
+    import shutil
+    from staged_rl.config import load_config
+    from staged_rl.models import resolve_model
+    src = Path(resolve_model('tiny:small', load_config('smoke')))  # builds the smoke ladder if it is not cached
+    for run in ('a', 'b'): shutil.copytree(src, tmp_path/run/'policy')
+    short = ['eval.sets.0.limit=1', 'eval.sets.1.limit=1', 'eval.sets.0.k=1', 'eval.sets.1.k=1', 'output.dir=runs/shared']
+    for run in ('a', 'b'):
+        r = cli('eval', 'smoke', f'model={run}/policy', *short, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.strip().splitlines()[-1] == f'wrote {run}/eval_policy.json', r.stdout
+    for run in ('a', 'b'): assert json.loads((tmp_path/run/'eval_policy.json').read_text())['model'] == f'{run}/policy'
+    assert not (tmp_path/'runs').exists()  # nothing in output.dir
+    r = cli('eval', 'smoke', 'model=a/policy', 'out=t.json', *short, cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path/'t.json').exists(), r.stderr[-2000:]
+
 # ---- --no-progress ----------------------------------------------------------------------------------------------------
 def test_no_progress_reaches_the_library_and_child_processes():
     code = ("import os, sys; from staged_rl.cli import main; from staged_rl.config import show_progress; "
@@ -156,7 +173,7 @@ def test_readme_pipeline_runs_as_written(tmp_path):
         if args[0] == 'train': assert 'done: 2 steps' in r.stdout
         if args[0] == 'reproduce': tail, last = r.stdout + r.stderr, r.stdout.strip().splitlines()[-1]
     assert levels['levels_dir'] == 'runs/smoke/levels' and (tmp_path/'runs'/'smoke'/'levels'/'level2_math.jsonl').exists()
-    assert (tmp_path/'runs'/'x'/'policy'/'config.json').exists() and (tmp_path/'runs'/'smoke'/'eval_policy.json').exists()
+    assert (tmp_path/'runs'/'x'/'policy'/'config.json').exists() and (tmp_path/'runs'/'x'/'eval_policy.json').exists()  # next to the model
     assert '[runs] 1/1 done' in tail  # the notebooks' progress lines reach the log
     assert f"figures of 01_ladder_and_scoring: runs/smoke/01_ladder_and_scoring/ (fig.png)" in tail
     assert last == '[reproduce] results table: runs/smoke/results.md'
