@@ -123,3 +123,35 @@ def test_quoted_preset_value_matches(nb, quote):
 
 def test_formats():
     assert _Fmt().format('{:sci} {:sci} {:k} {:k}', 1e-6, 3e-4, 16384, 24576) == '1e-6 3e-4 16k 24k'
+
+# ---- saved outputs that the test run does not re-create say where they came from ------------------------------------
+FLAGGED = re.compile(r'^#\|\s*(notest|slow|gpu)\b', re.M)  # settings.ini's tst_flags: cells nbdev_test skips
+PROVENANCE_TODO = {'07_trainer.ipynb'}  # being split (issue 27); remove once its slow cell prints `made_with`
+
+def unmarked_outputs(cells:list) -> list:
+    "Indices of flagged code cells with saved outputs that carry no provenance: neither an output line from"
+    " `staged_rl.config.made_with` nor, in the next markdown cell, a note naming the commit and the preset."
+    out = []
+    for i, c in enumerate(cells):
+        if c['cell_type'] != 'code' or not FLAGGED.search(''.join(c['source'])) or not c.get('outputs'): continue
+        note = next((''.join(d['source']) for d in cells[i + 1:] if d['cell_type'] == 'markdown'), '')
+        if 'made with preset' not in json.dumps(c['outputs']) and not ('commit' in note and 'preset' in note): out.append(i)
+    return out
+
+NOTEBOOKS = sorted(p.relative_to(NBS).as_posix() for p in NBS.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
+
+@pytest.mark.parametrize('nb', [n for n in NOTEBOOKS if n not in PROVENANCE_TODO])
+def test_skipped_cells_outputs_say_where_they_came_from(nb):
+    bad = unmarked_outputs(json.loads((NBS/nb).read_text(encoding='utf-8'))['cells'])
+    assert not bad, (f"nbs/{nb}: cells {bad} are skipped by the test run (tst_flags) but keep outputs that do not say which "
+                     "preset and commit made them: print `staged_rl.config.made_with(PRESET)` in the cell, or name both in "
+                     "the markdown cell after it")
+
+def test_unmarked_outputs_are_found():
+    code = lambda src, outs: {'cell_type': 'code', 'source': src, 'outputs': outs}
+    md = lambda src: {'cell_type': 'markdown', 'source': src}
+    out = [{'output_type': 'stream', 'name': 'stdout', 'text': '0.5\n'}]
+    assert unmarked_outputs([code('#| slow\nrun()', out), md('What it shows.')]) == [0]
+    assert unmarked_outputs([code('#| slow\nrun()', out), md('Made with the `smoke` preset at commit abc1234.')]) == []
+    assert unmarked_outputs([code('#| slow\nrun()', [{**out[0], 'text': 'made with preset smoke, staged-rl at commit abc1234\n'}])]) == []
+    assert unmarked_outputs([code('run()', out), code('#| slow\nrun()', [])]) == []  # tested cells, and flagged cells without outputs
