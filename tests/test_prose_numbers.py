@@ -46,6 +46,14 @@ def value(v):
 def render(phrase:str, values) -> str:
     return _Fmt().format(phrase, *[value(v) for v in values])
 
+def page_eval(name:str):
+    "An evaluation set of the config file that tutorial 2 writes (`curriculum.yaml`), read from its code cell."
+    import yaml
+    cells = json.loads((NBS/'tutorials'/'staged_curriculum.ipynb').read_text(encoding='utf-8'))['cells']
+    src = next(''.join(c['source']) for c in cells if "Path('curriculum.yaml').write_text" in ''.join(c['source']))
+    data = yaml.safe_load(src.split('"""', 2)[1].replace('\\\n', ''))
+    return next(type('EvalSet', (), s) for s in data['eval']['sets'] if s['name'] == name)
+
 def plateau_steps(p):
     "Steps before a plateau rule can fire: window + patience - 1 evaluations after the step-0 one, `eval.every` apart."
     pl = p('paper-1.5b').stages[0].plateau
@@ -79,6 +87,8 @@ QUOTES = {
          plateau_steps),
         ('max_new_tokens: {}', ('paper-1.5b', 'stages.1.max_new_tokens')),
         ('the preset sets it to {}', ('paper-1.5b', 'rewards.workers')),
+        ('With k = {} on {} problems the estimate is noise: one correct sample more or less moves it by 1/{} = {:.3f}',
+         *[lambda p, f=f: f(page_eval('math')) for f in (lambda e: e.k, lambda e: e.limit, lambda e: e.k * e.limit, lambda e: 1 / (e.k * e.limit))]),
     ],
     '04_tiny.ipynb': [
         ('chains of up to {} steps', ('tiny-cpu', 'tiny.max_math_steps')),
