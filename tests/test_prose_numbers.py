@@ -3,7 +3,8 @@ checked against the presets, read through `staged_rl.config.load_config`.
 
 Each entry of QUOTES is a phrase as the notebook writes it, with `{}` where a value goes, and the values: a preset
 field (`('smoke', 'scoring.k')`, list items by index: `'stages.1.max_new_tokens'`, `'tiny.sft_steps.-1'`) or a
-function of `preset(name)` for a figure computed from preset values. The test renders the phrase and looks for it
+function of `preset(name)` for a figure computed from preset values, or from a constant the notebook's own code
+assigns (`nb_const`: the cost model's assumptions in 08_scoring, stated in a bullet list above the cell). The test renders the phrase and looks for it
 in the notebook's markdown and code cells (whitespace runs count as one space, so line wrapping does not matter).
 When a preset value changes, the phrase that quotes it no longer renders to what the notebook says, and the test
 names the notebook, the phrase and the field. Format specs: any of `str.format`'s, plus `{:sci}` (1e-06 -> 1e-6) and
@@ -16,7 +17,7 @@ import json, re, string
 from functools import lru_cache
 from pathlib import Path
 import pytest
-from staged_rl.config import load_config
+from staged_rl.config import ROLES, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
@@ -53,6 +54,22 @@ def page_eval(name:str):
     src = next(''.join(c['source']) for c in cells if "Path('curriculum.yaml').write_text" in ''.join(c['source']))
     data = yaml.safe_load(src.split('"""', 2)[1].replace('\\\n', ''))
     return next(type('EvalSet', (), s) for s in data['eval']['sets'] if s['name'] == name)
+
+def nb_const(nb:str, name:str):
+    "A constant a notebook's code assigns at the top level of a cell (`POOL = 235_000 + 26_758`), evaluated alone."
+    import ast
+    for c in json.loads((NBS/nb).read_text(encoding='utf-8'))['cells']:
+        if c['cell_type'] != 'code': continue
+        try: tree = ast.parse('\n'.join(l for l in ''.join(c['source']).splitlines() if not l.startswith('#|')))
+        except SyntaxError: continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+                return eval(compile(ast.Expression(node.value), nb, 'eval'), {})
+    raise KeyError(f"nbs/{nb}: no top-level assignment to {name}")
+
+def ladder_col(col:int, role:str):
+    "One assumption of 08_scoring's cost model (`LADDER[role]`: model, mean tokens, tokens/s per GPU)."
+    return lambda p: nb_const('08_scoring.ipynb', 'LADDER')[role][col]
 
 def plateau_steps(p):
     "Steps before a plateau rule can fire: window + patience - 1 evaluations after the step-0 one, `eval.every` apart."
@@ -109,6 +126,13 @@ QUOTES = {
     '08_scoring.ipynb': [
         ('(`scoring.k`, {} in `tiny-cpu`', ('tiny-cpu', 'scoring.k')),
         ('code level 3 only** (`filtering.levels_code={}`)', ('tiny-cpu', 'filtering.levels_code')),
+        # the cost model's assumptions, as the bullets state them and the cell computes with them
+        ('Together **{:,} problems**', lambda p: nb_const('08_scoring.ipynb', 'POOL')),
+        ("**k = {}** samples per (problem, model), the paper's protocol", lambda p: nb_const('08_scoring.ipynb', 'K')),
+        ('**k = {}** samples', ('paper-1.5b', 'scoring.k')),
+        ('{:,} for R1-Distill-Qwen-1.5B, {:,} for 7B, {:,} for 32B, {:,} for DeepSeek-R1', *[ladder_col(1, r) for r in ROLES]),
+        ('{:,} tokens/s for 1.5B, {:,} for 7B, {:,} for 32B', *[ladder_col(2, r) for r in ROLES[:3]]),
+        ('{:,} for DeepSeek-R1 (FP8', ladder_col(2, 'strongest')),
     ],
     '09_filtering.ipynb': [
         ('kept with probability {} (math) or {} (code)', ('smoke', 'filtering.keep_math_solved'), ('smoke', 'filtering.keep_code_solved')),
