@@ -7,33 +7,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 import numpy as np
-from .config import ROLES, _check, derive_seed
+from .config import OnlineConfig, derive_seed
 from .data import Problem
+from .curriculum import Stratum
 
 # %% auto #0
-__all__ = ['OnlineConfig', 'OnlineDifficulty', 'p_all', 'p_mixed', 'Screened', 'screen_batch', 'retier', 'calibration']
-
-# %% ../nbs/07d_online_difficulty.ipynb #8facbad5
-@dataclass
-class OnlineConfig:
-    "Online difficulty: a Beta posterior of the policy's pass rate per problem, seeded from the ladder's rates."
-    enabled: bool = False  # off: the paper's fixed levels
-    prior_role: str = 'small'  # whose ladder pass rate (`meta['pass_rates']`) seeds the prior: the initial policy's role
-    prior_strength: float = 8.0  # rollouts the ladder's rate counts for (0: a uniform prior)
-    half_life: float|None = None  # steps after which evidence counts half; None: it never fades
-    screen: bool = True  # skip prompts unlikely to give a mixed group
-    min_p_mixed: float = 0.2  # screen a prompt out when its predicted chance of a mixed group is below this
-    explore: float = 0.1  # chance that a screened-out prompt is sampled anyway
-    max_screen_rounds: int = 4  # draws of replacement prompts; then the most promising screened-out ones fill the batch
-    retier: bool = False  # at a stage switch, drop the next stage's problems the policy now solves
-    solved_above: float = 0.95  # posterior mean pass rate at or above which a problem counts as solved
-    def __post_init__(self):
-        _check(self.prior_role in ROLES, 'prior_role', self.prior_role, f'one of {list(ROLES)}')
-        _check(self.prior_strength >= 0, 'prior_strength', self.prior_strength, 'a number >= 0')
-        _check(self.half_life is None or self.half_life > 0, 'half_life', self.half_life, 'a number > 0 or null')
-        for n in ('min_p_mixed', 'explore'): _check(0 <= getattr(self, n) <= 1, n, getattr(self, n), 'a number in [0, 1]')
-        _check(0 < self.solved_above <= 1, 'solved_above', self.solved_above, 'a number in (0, 1]')
-        _check(self.max_screen_rounds >= 0, 'max_screen_rounds', self.max_screen_rounds, 'an int >= 0')
+__all__ = ['OnlineDifficulty', 'p_all', 'p_mixed', 'Screened', 'screen_batch', 'retier', 'calibration', 'retier_strata',
+           'observe', 'resume_online']
 
 # %% ../nbs/07d_online_difficulty.ipynb #8df54961
 def _rate(p:Problem, role:str) -> float|None:
@@ -165,3 +145,42 @@ def calibration(pred:list[float], # predicted chance of a mixed group, per sampl
         if idx: out.append({'bin': f'{lo:.1f}-{hi:.1f}', 'n': len(idx), 'pred': float(np.mean([pred[i] for i in idx])),
                             'obs': float(np.mean([mixed[i] for i in idx]))})
     return out
+
+# %% ../nbs/07d_online_difficulty.ipynb #a4b91eae
+def retier_strata(strata:list, # the new stage's `Stratum`s
+                  est:OnlineDifficulty, # the posterior at the switch
+                  step:int, # the posterior's clock
+                  dropped:list|None=None, # ids dropped when the stage started (a resumed run): replayed, not re-decided
+                 ) -> tuple[list, list, list]:
+    "`(strata, dropped ids, reports)`: the strata without the problems the policy now solves (weights unchanged)."
+    out, ids, reports = [], [], []
+    for s in strata:
+        if dropped is None: kept, rep = retier(s.problems, est, step, s.name); reports.append(rep)
+        else: kept = [p for p in s.problems if p.id not in set(dropped)] or list(s.problems)
+        keep = {p.id for p in kept}
+        ids += [p.id for p in s.problems if p.id not in keep]
+        out.append(Stratum(s.name, s.domain, kept, s.weight))
+    return out, sorted(set(ids)), reports
+
+def observe(est:OnlineDifficulty, # the posterior, updated in place
+            rows:list[dict], # the step's pass-history rows (every process's groups), given `p_mixed` here
+            screened:Screened|None=None, # what screening did this step, if it ran
+            n:int=16, # rollouts per prompt
+            retiered:int|None=None, # problems re-tiering dropped at this step's stage start
+           ) -> dict:
+    "Record each group's predicted chance of a mixed group, update the posterior, and return the step's `online/` metrics."
+    for r in rows: r['p_mixed'] = p_mixed(*est.params(r['id'], r['step']), r['n'])
+    est.update_rows(rows)
+    m = {'online/pred_mixed': float(np.mean([r['p_mixed'] for r in rows])), 'online/obs_mixed': float(np.mean([r['mixed'] for r in rows]))}
+    if screened is not None:
+        m.update({'online/screened': screened.skipped, 'online/rollouts_saved': screened.skipped * n,
+                  'online/explored': screened.explored, 'online/filled': screened.filled, 'online/screen_rounds': screened.rounds})
+    if retiered is not None: m['online/retiered'] = retiered
+    return m
+
+def resume_online(est:OnlineDifficulty, saved:dict, # `load_trainer_state` of the checkpoint
+                  rows:list[dict], # the run's pass-history rows up to the checkpoint
+                 ) -> str:
+    "Continue the posterior: from the checkpoint when it has one ('checkpoint'), else from the pass history ('pass_history')."
+    if saved.get('online') is not None: est.load_state_dict(saved['online']); return 'checkpoint'
+    est.update_rows([r for r in rows if r['id'] in est.post]); return 'pass_history'

@@ -95,3 +95,97 @@ def test_retier_drops_the_solved():
     est.update('y', [1.0] * 1000, 1)
     kept, rep = retier(probs, est, 1, 'level:3')
     assert [p.id for p in kept] == ['z'] and rep['dropped'] == 2
+
+
+# ---- in the trainer ------------------------------------------------------------------------------------------------
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from test_trainer import smoke, toy_reward, untimed  # the trainer tests' smoke run and toy reward
+
+ONLINE = ['online.enabled=true', 'online.min_p_mixed=0.7', 'online.explore=0.25', 'online.retier=true', 'online.solved_above=0.6',
+          'online.prior_strength=4']
+
+
+@pytest.fixture(scope='module')
+def rated_levels(tmp_path_factory):
+    "Level 2 and 3 files from the tiny pools, each problem with a ladder rate of the small model (0, 0.5 or 1)."
+    from staged_rl.config import load_config
+    from staged_rl.data import load_problems, save_problems, level_path
+    folder, cfg = tmp_path_factory.mktemp('rated'), load_config('smoke')
+    for lv in (2, 3):
+        for dom, n in (('math', 12), ('code', 8)):
+            ps = load_problems(f'tiny:{dom}', cfg=cfg)[(lv - 2) * n:(lv - 1) * n]
+            for i, p in enumerate(ps): p.meta = {**p.meta, 'pass_rates': {'small': [0.0, 0.5, 1.0][i % 3]}}
+            save_problems(ps, level_path(folder, lv, dom))
+    return folder
+
+
+def _history(folder):
+    return [json.loads(l) for l in (folder/'pass_history.jsonl').read_text().splitlines()]
+
+
+def test_screening_and_retiering_in_training_resume_exactly(tmp_path, rated_levels):
+    "Killed mid-stage 2 and resumed: the same metrics and pass history as a run that never stopped; batches stay full."
+    from staged_rl.trainer import train
+    over = ['stages.0.max_steps=3', 'stages.1.max_steps=3', 'output.save_every=2', 'eval.sets=[]', *ONLINE]
+    full = train(smoke(tmp_path/'full', rated_levels, *over), progress=False, reward_fn=toy_reward)
+    cfg = smoke(tmp_path/'killed', rated_levels, *over)
+    train(cfg, progress=False, stop_after=5, reward_fn=toy_reward)
+    resumed = train(cfg, resume=True, progress=False, reward_fn=toy_reward)
+    assert untimed(resumed) == untimed(full)
+    assert _history(tmp_path/'killed') == _history(tmp_path/'full')
+    steps = [r for r in full if 'online/screened' in r]
+    assert len(steps) == 6 and all(r['n_prompts'] == cfg.grpo.batch_prompts for r in steps)  # screening never starves a batch
+    assert sum(r['online/screened'] for r in steps) > 0 and all(r['online/rollouts_saved'] == r['online/screened'] * cfg.grpo.n_samples for r in steps)
+    assert [r.get('online/retiered') is not None for r in steps] == [False, False, False, True, False, False]
+    h = _history(tmp_path/'full')
+    assert all(0 <= r['p_mixed'] <= 1 and isinstance(r['mixed'], bool) for r in h)
+
+
+def test_resume_from_a_checkpoint_without_online_state(tmp_path, rated_levels):
+    "A branch from a run without online difficulty rebuilds the posterior from the pass history: same as one kept all along."
+    import torch
+    from staged_rl.trainer import train
+    from staged_rl.config import load_config
+    from staged_rl.online import OnlineDifficulty, resume_online
+    over = ['stages.0.max_steps=2', 'stages.1.max_steps=1', 'output.save_every=1', 'eval.sets=[]', *ONLINE]
+    cfg = smoke(tmp_path/'run', rated_levels, *over)
+    train(cfg, progress=False, stop_after=2, reward_fn=toy_reward)
+    from staged_rl.trainer import latest_checkpoint, build_strata
+    saved = torch.load(latest_checkpoint(tmp_path/'run')/'trainer.pt', weights_only=False)
+    problems = [p for st in cfg.stages for s in build_strata(st, cfg) for p in s.problems]
+    rebuilt = OnlineDifficulty(problems, cfg.online)
+    assert resume_online(rebuilt, {'online': None}, _history(tmp_path/'run')) == 'pass_history'
+    assert rebuilt.state_dict() == saved['online']
+
+
+DDP_ONLINE = '''
+import sys, json
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+import staged_rl.trainer as T
+from test_trainer import smoke, toy_reward
+seen, real = [], T.screen_batch
+def spy(*a, **k):
+    s = real(*a, **k); seen.append([p.id for p, _ in s.pairs]); return s
+T.screen_batch = spy
+T.train(smoke(Path({out!r}), Path({levels!r}), 'stages.0.max_steps=2', 'stages.1.max_steps=2', 'eval.sets=[]', *{online!r}),
+        progress=False, reward_fn=toy_reward)
+import torch.distributed as dist
+print('RANK', dist.get_rank(), json.dumps(seen))
+'''
+
+
+def test_two_processes_screen_the_same_prompts(tmp_path, rated_levels):
+    "Under `torchrun --nproc_per_node 2` every process makes the same screening decisions (from the gathered outcomes)."
+    import shutil, subprocess
+    if shutil.which('torchrun') is None: pytest.fail('torchrun not found (it comes with torch)')
+    script = tmp_path/'run.py'
+    script.write_text(DDP_ONLINE.format(tests=str(Path(__file__).parent), out=str(tmp_path/'run'), levels=str(rated_levels), online=ONLINE))
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
+    from test_distributed import free_port
+    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ranks = dict(l.split(' ', 2)[1:] for l in p.stdout.splitlines() if l.startswith('RANK'))
+    assert set(ranks) == {'0', '1'} and ranks['0'] == ranks['1'] and len(json.loads(ranks['0'])) == 4
