@@ -313,7 +313,7 @@ class OnlineConfig:
     "Online difficulty: a Beta posterior of the policy's pass rate per problem, seeded from the ladder's rates."
     enabled: bool = False  # off: the paper's fixed levels
     prior_role: str = 'small'  # whose ladder pass rate (`meta['pass_rates']`) seeds the prior: the initial policy's role
-    prior_strength: float = 8.0  # rollouts the ladder's rate counts for (0: a uniform prior)
+    prior_strength: float = 16.0  # rollouts the ladder's rate counts for (0: a uniform prior); 16: the paper's k
     half_life: typing.Optional[float] = None  # steps after which evidence counts half; None: it never fades
     screen: bool = True  # skip prompts unlikely to give a mixed group
     min_p_mixed: float = 0.2  # screen a prompt out when its predicted chance of a mixed group is below this
