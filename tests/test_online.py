@@ -121,7 +121,7 @@ def rated_levels(tmp_path_factory):
     return folder
 
 
-def _history(folder):
+def _pass_history(folder):
     return [json.loads(l) for l in (folder/'pass_history.jsonl').read_text().splitlines()]
 
 
@@ -134,12 +134,12 @@ def test_screening_and_retiering_in_training_resume_exactly(tmp_path, rated_leve
     train(cfg, progress=False, stop_after=5, reward_fn=toy_reward)
     resumed = train(cfg, resume=True, progress=False, reward_fn=toy_reward)
     assert untimed(resumed) == untimed(full)
-    assert _history(tmp_path/'killed') == _history(tmp_path/'full')
+    assert _pass_history(tmp_path/'killed') == _pass_history(tmp_path/'full')
     steps = [r for r in full if 'online/screened' in r]
     assert len(steps) == 6 and all(r['n_prompts'] == cfg.grpo.batch_prompts for r in steps)  # screening never starves a batch
     assert sum(r['online/screened'] for r in steps) > 0 and all(r['online/rollouts_saved'] == r['online/screened'] * cfg.grpo.n_samples for r in steps)
     assert [r.get('online/retiered') is not None for r in steps] == [False, False, False, True, False, False]
-    h = _history(tmp_path/'full')
+    h = _pass_history(tmp_path/'full')
     assert all(0 <= r['p_mixed'] <= 1 and isinstance(r['mixed'], bool) for r in h)
 
 
@@ -156,7 +156,7 @@ def test_resume_from_a_checkpoint_without_online_state(tmp_path, rated_levels):
     saved = torch.load(latest_checkpoint(tmp_path/'run')/'trainer.pt', weights_only=False)
     problems = [p for st in cfg.stages for s in build_strata(st, cfg) for p in s.problems]
     rebuilt = OnlineDifficulty(problems, cfg.online)
-    assert resume_online(rebuilt, {'online': None}, _history(tmp_path/'run')) == 'pass_history'
+    assert resume_online(rebuilt, {'online': None}, _pass_history(tmp_path/'run')) == 'pass_history'
     assert rebuilt.state_dict() == saved['online']
 
 
