@@ -13,8 +13,9 @@ import yaml
 # %% auto #0
 __all__ = ['ROLES', 'PRESETS', 'ConfigError', 'ModelConfig', 'LadderConfig', 'TinyConfig', 'DataConfig', 'SamplingConfig',
            'GRPOConfig', 'DataSource', 'PlateauConfig', 'StageConfig', 'EvalSet', 'EvalConfig', 'RewardsConfig',
-           'ScoringConfig', 'FilterConfig', 'OutputConfig', 'VLLMConfig', 'Config', 'from_dict', 'apply_override',
-           'config_data', 'load_config', 'get_device', 'derive_seed', 'seed_everything', 'show_progress', 'made_with']
+           'ScoringConfig', 'FilterConfig', 'OutputConfig', 'OnlineConfig', 'VLLMConfig', 'Config', 'from_dict',
+           'apply_override', 'config_data', 'load_config', 'get_device', 'derive_seed', 'seed_everything',
+           'show_progress', 'made_with']
 
 # %% ../nbs/00_config.ipynb #449eedd6
 class ConfigError(ValueError):
@@ -306,6 +307,28 @@ class OutputConfig:
                self.log_with, 'a list drawn from tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive')
         _check(self.collective_timeout_s >= 60, 'collective_timeout_s', self.collective_timeout_s, 'an int >= 60 (seconds)')
 
+# %% ../nbs/00_config.ipynb #3bbe3232
+@dataclass
+class OnlineConfig:
+    "Online difficulty: a Beta posterior of the policy's pass rate per problem, seeded from the ladder's rates."
+    enabled: bool = False  # off: the paper's fixed levels
+    prior_role: str = 'small'  # whose ladder pass rate (`meta['pass_rates']`) seeds the prior: the initial policy's role
+    prior_strength: float = 16.0  # rollouts the ladder's rate counts for (0: a uniform prior); 16: the paper's k
+    half_life: typing.Optional[float] = None  # steps after which evidence counts half; None: it never fades
+    screen: bool = True  # skip prompts unlikely to give a mixed group
+    min_p_mixed: float = 0.2  # screen a prompt out when its predicted chance of a mixed group is below this
+    explore: float = 0.1  # chance that a screened-out prompt is sampled anyway
+    max_screen_rounds: int = 4  # draws of replacement prompts; then the most promising screened-out ones fill the batch
+    retier: bool = False  # at a stage switch, drop the next stage's problems the policy now solves
+    solved_above: float = 0.95  # posterior mean pass rate at or above which a problem counts as solved
+    def __post_init__(self):
+        _check(self.prior_role in ROLES, 'prior_role', self.prior_role, f'one of {list(ROLES)}')
+        _check(self.prior_strength >= 0, 'prior_strength', self.prior_strength, 'a number >= 0')
+        _check(self.half_life is None or self.half_life > 0, 'half_life', self.half_life, 'a number > 0 or null')
+        for n in ('min_p_mixed', 'explore'): _check(0 <= getattr(self, n) <= 1, n, getattr(self, n), 'a number in [0, 1]')
+        _check(0 < self.solved_above <= 1, 'solved_above', self.solved_above, 'a number in (0, 1]')
+        _check(self.max_screen_rounds >= 0, 'max_screen_rounds', self.max_screen_rounds, 'an int >= 0')
+
 # %% ../nbs/00_config.ipynb #46e387aa
 _VLLM_FIELDS = ('gpu_memory_utilization', 'max_model_len', 'tensor_parallel_size', 'dtype', 'enable_prefix_caching',
                 'enable_sleep_mode', 'max_num_batched_tokens', 'enforce_eager', 'seed')
@@ -353,6 +376,7 @@ class Config:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     filtering: FilterConfig = field(default_factory=FilterConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     def __post_init__(self):
         _check(len(self.stages) > 0, 'stages', self.stages, 'at least one stage')

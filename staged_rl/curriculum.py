@@ -80,11 +80,12 @@ class StratifiedSampler:
 
     def refill(self, step:int, round:int, # the step and refill round (from 1)
                counts:list[int], # prompts wanted per stratum
+               stream:int=1, # 1: refills of zero-variance groups; 2: replacements of screened-out prompts (notebook 07d)
               ) -> list[tuple[Problem, int]]:
         "Extra prompts for online filtering, drawn with replacement from a stream of their own."
         out = []
         for j, c in enumerate(counts):
-            idx = np.random.default_rng((self.seed, self.stage, j, step, round, 1)).integers(len(self.strata[j].problems), size=c)
+            idx = np.random.default_rng((self.seed, self.stage, j, step, round, stream)).integers(len(self.strata[j].problems), size=c)
             out += [(self.strata[j].problems[i], j) for i in idx]
         return out
 

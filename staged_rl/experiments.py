@@ -253,7 +253,7 @@ def _claim_entry(e, where:str) -> dict:
         if not isinstance(e[k], str) or not e[k].strip(): bad(k, f"{e[k]!r} is not text")
     e = {**CLAIM_DEFAULTS, **e}
     if e['experiment'] not in EXPERIMENTS: bad('experiment', f"{e['experiment']!r} is not one of {', '.join(EXPERIMENTS)}")
-    if e['kind'] not in ('claim', 'check'): bad('kind', f"{e['kind']!r} is not 'claim' or 'check'")
+    if e['kind'] not in ('claim', 'check', 'compute'): bad('kind', f"{e['kind']!r} is not 'claim', 'check' or 'compute'")
     for k in ('margin', 'alpha'):
         if (x := _number(e[k])) is None: bad(k, f"{e[k]!r} is not a number")
         e[k] = x

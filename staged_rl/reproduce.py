@@ -14,7 +14,7 @@ __all__ = ['EXPERIMENTS', 'PRESET_PARAMS', 'experiments_dir', 'experiment_params
            'reproduce']
 
 # %% ../nbs/11_reproduce.ipynb #0ce7eb15
-EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run', '04_math_code_mix']
+EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run', '04_math_code_mix', '05_online_difficulty']
 
 PRESET_PARAMS = {  # papermill parameters per preset, on top of `preset` and `out_dir`
     'smoke': {'seeds': [0]},

@@ -14,6 +14,7 @@ from .data import Problem, load_problems, load_eval_problems, prompt_ids, cfg_le
 from .rollout import SamplingParams, make_engine
 from .rewards import grade
 from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head
+from .online import OnlineDifficulty, screen_batch, retier_strata, resume_online, observe
 from .curriculum import build_strata, StratifiedSampler, stage_end
 from .models import load_model, resolve_model
 
@@ -304,6 +305,7 @@ class RunState:
     stage_step: int = 0  # steps done in the current stage
     stage_evals: list = field(default_factory=list)  # evaluation rows of the current stage (the plateau rule reads them)
     done: bool = False  # every stage has ended
+    retiered: dict = field(default_factory=dict)  # stage index (str) -> problem ids online re-tiering dropped at its start
 
 class JsonlLog:
     "Append-only JSONL file; `keep_until(step)` drops the rows of later steps (resume), `rewrite(f)` keeps `f(rows)`."
@@ -325,6 +327,7 @@ def _rng_state() -> dict:
 
 def save_checkpoint(out_dir, state:RunState, model, tokenizer, optimizer, scheduler, keep_last:int=2,
                     model_sd:dict|None=None, optim_sd:dict|None=None, # full state dicts (`full_state`), needed under FSDP
+                    online:dict|None=None, # the online-difficulty posterior (`OnlineDifficulty.state_dict`)
                    ) -> Path:
     "Write `checkpoints/step_<N>/` and prune all but the last `keep_last` checkpoints."
     root = Path(out_dir)/'checkpoints'
@@ -332,7 +335,7 @@ def save_checkpoint(out_dir, state:RunState, model, tokenizer, optimizer, schedu
     shutil.rmtree(tmp_d, ignore_errors=True)
     model.save_pretrained(tmp_d/'policy', state_dict=model_sd); tokenizer.save_pretrained(tmp_d/'policy')
     torch.save({'state': asdict(state), 'optimizer': optim_sd if optim_sd is not None else optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
-                'rng': _rng_state()}, tmp_d/'trainer.pt')
+                'rng': _rng_state(), 'online': online}, tmp_d/'trainer.pt')
     shutil.rmtree(d, ignore_errors=True); os.replace(tmp_d, d)  # a checkpoint is complete or absent
     for old in sorted(root.glob('step_*'))[:-keep_last]: shutil.rmtree(old, ignore_errors=True)
     return d
@@ -432,10 +435,12 @@ def sample_groups(pairs, engine, tokenizer, cfg:Config, sampling:SamplingParams,
     return g
 
 def collect_groups(sampler:StratifiedSampler, stage_step:int, step:int, engine, tokenizer, cfg:Config,
-                   sampling:SamplingParams, acc=None, reward_fn=None) -> tuple[Groups, Groups, Groups, int]:
+                   sampling:SamplingParams, acc=None, reward_fn=None,
+                   pairs:list|None=None, # the first round's prompts when screened (`screen_batch`); None: `sampler.batch(stage_step)`
+                  ) -> tuple[Groups, Groups, Groups, int]:
     "The step's groups: `(first, batch, seen, rounds)` = first round, groups to train on, every group sampled, refill rounds."
     rank = acc.process_index if acc is not None else 0
-    first = sample_groups(sampler.batch(stage_step), engine, tokenizer, cfg, sampling, derive_seed(cfg.seed, 'gen', step, 0, rank), acc, reward_fn)
+    first = sample_groups(sampler.batch(stage_step) if pairs is None else pairs, engine, tokenizer, cfg, sampling, derive_seed(cfg.seed, 'gen', step, 0, rank), acc, reward_fn)
     if not cfg.grpo.filter_zero_std: return first, first, first, 0
     keep = lambda g: [len(set(r)) > 1 for r in g.rewards]  # groups with a learning signal
     batch, seen, rounds = Groups().add(first, keep(first)), Groups().add(first), 0
@@ -459,7 +464,7 @@ def gathered_metrics(g:Groups, acc=None) -> dict:
 def history_rows(g:Groups, step:int, stage:str, sampler:StratifiedSampler, acc=None) -> list[dict]:
     "One `pass_history.jsonl` line per group: the prompt's pass rate (share of fully correct samples) at this step."
     return [{'step': step, 'stage': stage, 'id': p.id, 'domain': p.domain, 'source': sampler.strata[j].name, 'n': len(r),
-             'pass_rate': float(np.mean([x >= 1 for x in r])), 'mean_reward': float(np.mean(r))}
+             'pass_rate': float(np.mean([x >= 1 for x in r])), 'mean_reward': float(np.mean(r)), 'mixed': len(set(r)) > 1}
             for p, j, r in zip(_gather(acc, g.problems), _gather(acc, g.strata), _gather(acc, g.rewards))]
 
 # %% ../nbs/07_trainer.ipynb #fe5679b1
@@ -538,14 +543,26 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         state.stage_evals.append(row); log(row)
 
     bar = tqdm(total=_total_steps(cfg), initial=state.step, disable=not (show_progress(progress) and main), desc='train', dynamic_ncols=True)
-    samplers = {}
+    samplers, online = {}, None
+    if cfg.online.enabled:  # a pass-rate posterior per problem of every stage, seeded from the ladder (notebook 07d)
+        online = OnlineDifficulty([p for st in cfg.stages for s in build_strata(st, cfg) for p in s.problems], cfg.online)
+        if ckpt: resume_online(online, saved, history.read())
     while not state.done:
-        stage = cfg.stages[state.stage]
-        if state.stage not in samplers: samplers[state.stage] = StratifiedSampler(build_strata(stage, cfg), cfg.grpo.batch_prompts, cfg.seed, state.stage)
+        stage, moved = cfg.stages[state.stage], None
+        if state.stage not in samplers:
+            strata = build_strata(stage, cfg)
+            if online is not None and cfg.online.retier and state.stage > 0:  # drop what the policy now solves (decided once, replayed on resume)
+                key = str(state.stage); new = key not in state.retiered
+                strata, state.retiered[key], reports = retier_strata(strata, online, state.step + 1, state.retiered.get(key))
+                if new: moved = len(state.retiered[key])
+                if new and main: bar.write(f"step {state.step}: re-tiering dropped {moved} solved problem(s) from stage {stage.name!r}: " + '; '.join(f"{r['source']} {r['dropped']} of {r['before']}" + (' (all solved: kept whole)' if r['kept_whole'] else '') for r in reports))
+            samplers[state.stage] = StratifiedSampler(strata, cfg.grpo.batch_prompts, cfg.seed, state.stage)
         sampler, t_step = samplers[state.stage], time.perf_counter()
         sampling = SamplingParams.of(cfg.sampling, max_new_tokens=stage.max_new_tokens or cfg.sampling.max_new_tokens)
         # --- 1-4a. prompts (stratified), rollouts, rewards; optionally drop all-equal groups and refill
-        first, batch, seen, rounds = collect_groups(sampler, state.stage_step, state.step, engine, tok, cfg, sampling, acc, reward_fn)
+        screened = screen_batch(sampler, online, state.stage_step, state.step + 1, cfg.grpo.n_samples, cfg.seed) if online is not None and cfg.online.screen else None
+        first, batch, seen, rounds = collect_groups(sampler, state.stage_step, state.step, engine, tok, cfg, sampling, acc, reward_fn,
+                                                    screened.pairs if screened else None)
         # --- 4b. group advantages (truncated responses leave the baseline if the stage says so)
         flat = [c for g in batch.completions for c in g]
         t0, stats, lr, mbs = time.perf_counter(), {}, scheduler.get_last_lr()[0], []
@@ -568,7 +585,9 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         row = {'step': state.step, 'stage': stage.name, 'stage_step': state.stage_step, 'epoch': sampler.epoch(state.stage_step),
                **gathered_metrics(first, acc), **stats, 'lr': lr}
         if cfg.grpo.filter_zero_std: row.update({'filter/groups_kept': len(_gather(acc, batch.strata)), 'filter/rounds': rounds})
-        history.write(*history_rows(seen, state.step, stage.name, sampler, acc))
+        hrows = history_rows(seen, state.step, stage.name, sampler, acc)
+        if online is not None: row.update(observe(online, hrows, screened, cfg.grpo.n_samples, moved))  # predicted vs observed, then the update
+        history.write(*hrows)
         if _should_eval(cfg, state.step):
             row.update(run_eval(state.step)); state.stage_evals.append(row)
         reason = stage_end(stage, state.stage_step, state.stage_evals)
@@ -593,7 +612,8 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         if (cfg.output.save_every and state.step % cfg.output.save_every == 0) or reason:
             acc.wait_for_everyone()
             msd, osd = full_state(policy, optimizer) if cfg.model.fsdp else (None, None)  # a collective under FSDP
-            if main: save_checkpoint(out, state, acc.unwrap_model(policy), tok, optimizer, scheduler, cfg.output.keep_last, msd, osd)
+            if main: save_checkpoint(out, state, acc.unwrap_model(policy), tok, optimizer, scheduler, cfg.output.keep_last, msd, osd,
+                                     online.state_dict() if online is not None else None)
         if stop_after is not None and state.step >= stop_after: break
     bar.close()
     if state.done and cfg.eval.final_sets is not None and not (ckpt and any(r.get('final') for r in metrics.read())):

@@ -3,7 +3,7 @@ writes its figures (PNG and SVG), the numbers behind them and its claims, and a 
 
 The claims are checked against what the runs wrote: level sizes against the level files, and every number of the
 training experiments recomputed here from the runs' `metrics.jsonl` (one seed at smoke scale: sd 0, n=1, no verdict)."""
-import json, subprocess
+import json, math, subprocess
 from pathlib import Path
 from staged_rl.reproduce import EXPERIMENTS
 
@@ -60,6 +60,25 @@ def check_claims(out: Path):
         mo_gain = final(mo, 'math') - _vals(mo, 'eval/math/pass@1')[0]
         assert c['mix_keeps_math']['ours'] == f"mix - math only (math): {_one(final(mix, 'math') - final(mo, 'math'))}; math only gain over initial: {_one(mo_gain)}"
         assert not (here/'math-only').exists()  # not trained twice
+
+    # 05: the staged arm is experiment 3's run; the other three arms are its own, all with equal training rollouts
+    here = out/'05_online_difficulty'
+    if sizes[2, 'math'] and sizes[3, 'math']:
+        arms = {'staged': _metrics(out/'03_staged_run'/'staged'), 'screened': _metrics(here/'screened'), 'pool': _metrics(here/'pool'),
+                'random': _metrics(here/'random')}
+        steps = lambda rows: [r for r in rows if 'n_prompts' in r]
+        assert len({sum(r['n_prompts'] for r in steps(rows)) for rows in arms.values()}) == 1  # equal training rollouts
+        assert all('online/screened' in r for r in steps(arms['screened'])) and not any('online/screened' in r for r in steps(arms['staged']))
+        assert not (here/'staged').exists()  # not trained twice
+        pool = _lines(here/'whole-pool-math.jsonl')
+        assert [_lines(here/'random-subsets'/'seed0'/f'stage{k}.jsonl') for k in (1, 2)] == [min(sizes[L, 'math'], pool) for L in (2, 3)]
+        zero = {a: sum(r['zero_std_frac'] * r['n_prompts'] * 4 for r in steps(rows)) for a, rows in arms.items()}  # smoke: 4 samples per prompt
+        c = claims['05_online_difficulty']
+        ratio = math.log2(max(zero['staged'], 1) / max(zero['screened'], 1))
+        assert c['screening_halves_wasted_rollouts']['ours'].startswith(f"log2(zero-variance rollouts, staged / screened): {_one(ratio, 2)}")
+        final = lambda rows: _vals(rows, 'eval/math/pass@1')[-1]
+        assert c['levels_beat_pool']['ours'].startswith(f"levels - whole pool: {_one(final(arms['staged']) - final(arms['pool']))}")
+        assert c['scoring_cheaper_than_training']['kind'] == 'compute' and c['scoring_cheaper_than_training']['held'] in (True, False)
 
 def test_reproduce_smoke_end_to_end(tmp_path):
     out = tmp_path/'smoke'
