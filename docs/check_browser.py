@@ -200,6 +200,8 @@ def check_search(b:Browser, base:str, term:str='advantage', timeout:float=30) ->
         time.sleep(0.5)
     if not st[0]: bad.append(f"search.html?q={term}: no results")
     elif st[1] < st[0] * 0.5: bad.append(f"search.html?q={term}: {st[1]} of {st[0]} results have a snippet")
+    noise = b.eval("[...document.querySelectorAll('#search-results p.context')].filter(p => /^\\W*Contents\\b/.test(p.innerText)).length")
+    if noise: bad.append(f"search.html?q={term}: {noise} snippet(s) taken from the page's table of contents, not its text")
     print(f"search: {st[0]} results for {term!r}, {st[1]} with a snippet")
     return bad
 

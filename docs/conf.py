@@ -39,6 +39,7 @@ html_static_path = ['_static']
 html_favicon = '_static/favicon.svg'  # else browsers ask for /favicon.ico (a 404)
 html_context = {'default_mode': 'light', 'quarto_navbar': quarto_navbar()}  # Quarto's cosmo is light; an empty mode logs a console error
 html_css_files = ['site.css']
+html_js_files = ['search-snippets.js']  # search snippets from the article only
 html_theme_options = {
     'repository_url': _s['git_url'],
     'repository_branch': _s.get('branch', 'main'),
