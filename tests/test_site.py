@@ -191,3 +191,17 @@ def test_readme_reproduce_time_matches_done_json():
     q = re.search(r'`make reproduce` takes about (\d+) min: the four experiment notebooks take\s+(\d+\.\d) min .*?builds the tiny model ladder, (\d+) s', text, re.S)
     assert q, "the Quick start no longer says what `make reproduce` takes"
     assert float(q.group(2)) == round(total, 1) and int(q.group(1)) == round(total + int(q.group(3)) / 60), q.groups()
+
+def test_readme_claims_match_the_published_run():
+    "Every published claim is in the README with its published verdict, linked to its heading on the results page (how it was judged)."
+    words = {True: 'yes', False: 'no', None: 'inconclusive'}
+    text = README.read_text()
+    page = '\n'.join(''.join(c['source']) for c in json.loads((NBS/'results.ipynb').read_text())['cells'])
+    claims = [c for f in sorted((ROOT/'results'/'tiny-cpu').glob('*/claims.json')) for c in json.loads(f.read_text())]
+    assert len(claims) >= 10
+    for c in claims:
+        anchor = nbdev_sphinx.pandoc_slug(c['claim'])
+        row = next((l for l in text.splitlines() if f"[{c['claim']}](nbs/results.ipynb#{anchor})" in l), None)
+        assert row, f"README.md: no row linking {c['claim']!r} to nbs/results.ipynb#{anchor}"
+        assert row.rstrip().endswith(f"**{words[c['held']]}** |"), f"README.md: {c['claim']!r} is not marked {words[c['held']]!r}: {row}"
+        assert f"#### {c['claim']}\n\n**{words[c['held']]}**" in page and c.get('note', '') in page, f"results page: {c['claim']!r} without its verdict or how it was judged"
