@@ -7,7 +7,7 @@ protocol with `websocket-client`. For each page: the title is present (document 
 error, no uncaught exception and no failed request, every image loaded (`naturalWidth > 0`), every math element
 typeset by MathJax (an `mjx-container` inside it); then what the page is there to show: figures (`img` elements
 count) or math; and the main content is there, visible and whole: it has text a reader can see (not hidden by CSS),
-lies inside the 1280 px window, is not clipped by an ancestor, and the sidebar is visible beside it. Two screenshots
+lies inside the 1280 px window, is not clipped by an ancestor, holds no table wider than itself, and the sidebar is visible beside it. Two screenshots
 of each page go to the output folder: the window a reader first sees (`*_window.png`) and the whole page, shot with
 the window as tall as the page (so that the sticky sidebar stays in place and the bottom is not blank). Exit 1 with
 one line per failure. Then the search: one search box on the home page, and a query whose results show snippets.
@@ -129,6 +129,9 @@ _MAIN = """(() => {
         out.push(`main content cut off: ${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className ? '.' + String(e.className).split(' ')[0] : ''} ends at ${Math.round(e.getBoundingClientRect().bottom)} px, its content at ${Math.round(lb)} px`); break; }
     }
   }
+  const wide = [...main.querySelectorAll('table')].filter(t => !hidden(t) && !t.closest('.cell_output, .output')  // a cell's DataFrame output may scroll
+                                                       && t.getBoundingClientRect().right > r.right + 2);
+  if (wide.length) out.push(`${wide.length} table(s) wider than the main content (columns cut off): ${wide.map(t => (t.innerText || '').trim().split(/\\s+/).slice(0, 6).join(' ')).join('; ')}`);
   const side = document.querySelector('#pst-primary-sidebar, .bd-sidebar-primary');
   if (side && (hidden(side) || side.getBoundingClientRect().right <= 0)) out.push('the sidebar is not visible');
   return out;
