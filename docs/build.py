@@ -10,6 +10,9 @@ front matter) and then Sphinx with MyST-NB and the book theme, offline, warnings
     python docs/build.py --sphinx   # Sphinx even where Quarto is installed
 
 No notebook is executed: nbdev's preprocessing runs only export cells, import-only cells and `show_doc` cells.
+Both ways stop before rendering when a notebook's title cell holds more than nbdev keeps of it (title, `>` summary,
+`- key: value` front matter: nbdev drops the rest of that cell), and the Sphinx way also on any warning of nbdev's
+preprocessing. An image alone in its paragraph followed by a paragraph in italics becomes a figure with that caption.
 """
 import argparse, configparser, fnmatch, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
