@@ -149,10 +149,10 @@ def test_experiment_pages_keep_their_introductions(tmp_path):
     assert len(EXPERIMENTS) >= 4
     for p in EXPERIMENTS:
         src = json.loads(p.read_text())
-        intro = []  # the markdown before the first code cell, title cell excluded: its paragraphs and list items
-        for c in src['cells'][1:]:
+        intro = []  # the markdown before the first code cell (title and `>` summary aside): its paragraphs and list items
+        for c in src['cells']:
             if c['cell_type'] != 'markdown': break
-            intro += [l.strip() for l in ''.join(c['source']).split('\n') if l.strip() and not l.lstrip().startswith(('#', '!['))]
+            intro += [l.strip() for l in ''.join(c['source']).split('\n') if l.strip() and not l.lstrip().startswith(('#', '![', '> '))]
         nb = read_nb(p); nb.path_ = str(p)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
