@@ -10,8 +10,11 @@ front matter) and then Sphinx with MyST-NB and the book theme, offline, warnings
     python docs/build.py --sphinx   # Sphinx even where Quarto is installed
 
 No notebook is executed: nbdev's preprocessing runs only export cells, import-only cells and `show_doc` cells.
+Both ways stop before rendering when a notebook's title cell holds more than nbdev keeps of it (title, `>` summary,
+`- key: value` front matter: nbdev drops the rest of that cell), and the Sphinx way also on any warning of nbdev's
+preprocessing. An image alone in its paragraph followed by a paragraph in italics becomes a figure with that caption.
 """
-import argparse, configparser, fnmatch, json, re, shutil, subprocess, sys, time
+import argparse, configparser, fnmatch, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,9 +30,43 @@ def settings() -> dict:
     return dict(cp['DEFAULT'])
 
 def proc_nbs() -> Path:
-    "nbdev's preprocessing of every notebook into `_proc/` (what `nbdev_proc_nbs` does, without installing Quarto)."
+    "nbdev's preprocessing of every notebook into `_proc/`; any warning it gives (a front matter it cannot read) is an error."
+    import warnings
     from nbdev.serve import proc_nbs as _proc
-    return _proc(str(ROOT/settings().get('nbs_path', 'nbs')), n_workers=0)  # in this process: one torch import, not one per notebook
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        proc = _proc(str(ROOT/settings().get('nbs_path', 'nbs')), n_workers=0)  # in this process: one torch import, not one per notebook
+    bad = [w for w in caught if not issubclass(w.category, DeprecationWarning)]  # nbdev's own deprecations (settings.ini keys) stay quiet
+    if bad: raise DocsError('\n'.join(f"nbdev preprocessing warned ({Path(w.filename).name}): {str(w.message).strip()}" for w in bad))
+    return proc
+
+class DocsError(Exception):
+    "A problem that would make the site differ from the notebooks (the build stops with its message)."
+
+# ---- the title cell: nbdev reads it as front matter and drops it ------------------------------------------
+
+_TITLE, _SUMMARY, _FM_ITEM = re.compile(r'^#\s+\S'), re.compile(r'^>\s+\S'), re.compile(r'^-\s+(\S.*:.*\S)\s*$')
+
+def title_cell_problems(nb:dict, name:str) -> list:
+    """What nbdev's front matter step would lose from a notebook's title cell (the first markdown cell with an H1):
+    the cell is removed and only its `# title`, `> summary` and `- key: value` lines are kept, read as YAML."""
+    import yaml
+    cell = next((c for c in nb['cells'] if c['cell_type'] == 'markdown' and any(_TITLE.match(l) for l in ''.join(c['source']).split('\n'))), None)
+    if cell is None: return []
+    lines = ''.join(cell['source']).strip().split('\n')
+    out = [f"{name}: the title cell also holds {l.strip()[:70]!r}: nbdev drops everything but the title, the `>` summary and "
+           f"`- key: value` lines; put the rest in the next cell" for l in lines if l.strip() and not (_TITLE.match(l) or _SUMMARY.match(l) or _FM_ITEM.match(l))]
+    items = [m.group(1) for l in lines if (m := _FM_ITEM.match(l))]
+    if items:
+        try: yaml.safe_load('\n'.join(items))
+        except yaml.YAMLError as e: out.append(f"{name}: the title cell's `- key: value` lines are not YAML ({str(e).splitlines()[0]})")
+    return out
+
+def check_title_cells(nbs:Path) -> None:
+    "Raise `DocsError` listing every notebook whose title cell nbdev would not render whole."
+    bad = [msg for p in sorted(nbs.rglob('*.ipynb')) if not any(part.startswith(('.', '_')) for part in p.relative_to(nbs).parts)
+           for msg in title_cell_problems(json.loads(p.read_text(encoding='utf-8')), p.relative_to(ROOT).as_posix())]
+    if bad: raise DocsError('\n'.join(bad))
 
 # ---- _proc/ notebook -> MyST-NB notebook -------------------------------------------------------------------
 
@@ -55,7 +92,10 @@ def copy_outside_files(md:str, page:Path, nbs:Path, dest_root:Path) -> str:
         if re.match(r'^[a-z][a-z0-9+.-]*:|^#|^/', url): return m.group(0)
         path, _, frag = url.partition('#')
         src = (nbs/page.parent/path).resolve()
-        try: src.relative_to(nbs.resolve()); return m.group(0)  # inside nbs/: the generator resolves it
+        try:  # inside nbs/: the generator resolves it, once the path is relative to the page (`../nbs/x.ipynb` from nbs/: `x.ipynb`)
+            src.relative_to(nbs.resolve())
+            rel = os.path.relpath(src, (nbs/page.parent).resolve()).replace(os.sep, '/')
+            return m.group(0) if '..' not in Path(path).parts else m.group(1) + rel + ('#' + frag if frag else '') + m.group(3)
         except ValueError: pass
         try: rel = src.relative_to(ROOT)
         except ValueError: return m.group(0)
@@ -103,6 +143,14 @@ def source_under_heading(md:str) -> str:
     head, nl, body = rest.partition('\n')
     return head + '\n\n' + m.group(1) + '\n' + nl + body if _HEADING.match(head) else md
 
+_CAPTIONED = re.compile(r'^!\[([^\]\n]*)\]\(([^)\s]+)\)[ \t]*\n[ \t]*\n\*([^*\n][^\n]*?)\*[ \t]*$', re.M)
+
+def captioned_figures(md:str) -> str:
+    "An image alone in its paragraph followed by a paragraph in italics (its caption) becomes a MyST figure with that caption."
+    parts = re.split(r'(^(?:```|~~~)[^\n]*\n.*?^(?:```|~~~)[ \t]*$)', md, flags=re.M | re.S)  # odd parts: code blocks, kept
+    fig = lambda m: f":::{{figure}} {m.group(2)}\n:alt: {m.group(1)}\n\n{m.group(3)}\n:::"
+    return ''.join(part if i % 2 else _CAPTIONED.sub(fig, part) for i, part in enumerate(parts))
+
 def is_show_doc(cell) -> bool:
     "A cell nbdev turned into `show_doc` output (`#| output: asis`, `#| echo: false`)."
     return cell['cell_type'] == 'code' and '#| output: asis' in ''.join(cell['source'])
@@ -121,7 +169,7 @@ def convert_nb(nb:dict, page:Path, pages:dict, host:re.Pattern, nbs:Path) -> dic
             src = ''.join(c['source'])
             if src.strip().startswith('<!-- WARNING: THIS FILE WAS AUTOGENERATED!'): continue
             src, last = clamp_headings(src, last)  # Quarto accepts skipped levels, Sphinx warns
-            cells.append({**c, 'source': rewrite_markdown(src, page, pages, host, nbs)})
+            cells.append({**c, 'source': captioned_figures(rewrite_markdown(src, page, pages, host, nbs))})
             continue
         if is_show_doc(c):
             md = ''.join(next((''.join(o['data']['text/markdown']) for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})), ''))
@@ -231,9 +279,16 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     cfg = settings()
     out = ROOT/cfg.get('doc_path', '_docs')
-    if shutil.which('quarto') and not a.sphinx: return quarto(out)  # nbdev_docs' steps (README: `make readme`)
+    if shutil.which('quarto') and not a.sphinx:
+        try: check_title_cells(ROOT/cfg.get('nbs_path', 'nbs'))
+        except DocsError as e: print(f"docs: {e}", file=sys.stderr); return 1
+        return quarto(out)  # nbdev_docs' steps (README: `make readme`)
     t0 = time.time()
-    proc = proc_nbs()
+    try:
+        check_title_cells(ROOT/cfg.get('nbs_path', 'nbs'))
+        proc = proc_nbs()
+    except DocsError as e:
+        print(f"docs: {e}", file=sys.stderr); return 1
     t1 = time.time()
     pages = stage(proc, ROOT/cfg.get('nbs_path', 'nbs'))
     if HTML.exists(): shutil.rmtree(HTML)

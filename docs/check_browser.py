@@ -6,15 +6,21 @@ The site is served from 127.0.0.1 (an ephemeral port); Chromium (Debian's `chrom
 protocol with `websocket-client`. For each page: the title is present (document title and one `h1`), no console
 error, no uncaught exception and no failed request, every image loaded (`naturalWidth > 0`), every math element
 typeset by MathJax (an `mjx-container` inside it); then what the page is there to show: figures (`img` elements
-count) or math. A full-page screenshot of each page goes to the output folder. Exit 1 with one line per failure.
+count) or math; and the main content is there, visible and whole: it has text a reader can see (not hidden by CSS),
+lies inside the 1280 px window, is not clipped by an ancestor, holds no table wider than itself, and the sidebar is visible beside it. Two screenshots
+of each page go to the output folder: the window a reader first sees (`*_window.png`) and the whole page, shot with
+the window as tall as the page (so that the sticky sidebar stays in place and the bottom is not blank). Exit 1 with
+one line per failure. Then the search: one search box on the home page, and a query whose results show snippets.
 """
 import argparse, base64, functools, json, os, shutil, subprocess, sys, tempfile, threading, time, urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# page -> what it must show: the home page (Results figures), a library page (equations), an experiment page (figures)
-PAGES = {'index.html': 'figures', '06_grpo.html': 'math', 'experiments/02_difficulty_ablation.html': 'figures'}
+# page -> what it must show: the home page (Results figures), a library page (equations), experiment pages and the results page (figures)
+PAGES = {'index.html': 'figures', '06_grpo.html': 'math', 'experiments/02_difficulty_ablation.html': 'figures',
+         'experiments/03_staged_run.html': 'figures', 'results.html': 'figures'}
+MAX_SHOT = 16000  # px: Chromium's screenshots stop here (longer pages are shot down to this height, and say so)
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
          '--disable-component-update', '--disable-sync', '--hide-scrollbars', '--window-size=1280,900']
 
@@ -99,6 +105,38 @@ _STATE = """(() => {
           mathjax: !!(window.MathJax && window.MathJax.version), height: document.documentElement.scrollHeight};
 })()"""
 
+# The page's main content (the article) is there, visible and not cut off: it has text a reader can see, it sits inside
+# the window horizontally, no ancestor clips it, and the sidebar (the site's navigation) is visible next to it.
+_MAIN = """(() => {
+  const out = [];
+  const main = document.querySelector('article.bd-article') || document.querySelector('[role=main] article') || document.querySelector('[role=main]');
+  if (!main) return ['no main content element ([role=main] / article)'];
+  const hidden = el => { for (let e = el; e && e.nodeType === 1; e = e.parentElement) { const s = getComputedStyle(e);
+      if (s.display === 'none' || s.visibility === 'hidden' || s.visibility === 'collapse' || parseFloat(s.opacity) < 0.1) return true; } return false; };
+  const r = main.getBoundingClientRect(), W = document.documentElement.clientWidth;
+  const text = (main.innerText || '').trim().length, all = (main.textContent || '').replace(/\\s+/g, ' ').trim().length;
+  if (hidden(main) || r.width < 200 || r.height < 100) out.push(`main content hidden (${Math.round(r.width)}x${Math.round(r.height)} px)`);
+  else if (text < 100) out.push(`main content has ${text} visible characters`);
+  else if (text < 0.5 * all) out.push(`most of the main content is hidden: ${text} of ${all} characters visible`);
+  if (r.left < -1 || r.right > W + 1) out.push(`main content cut off at the sides (${Math.round(r.left)}..${Math.round(r.right)} px, window ${W} px)`);
+  const blocks = [...main.querySelectorAll('h1, h2, h3, p, li, pre, table, img, figure')].filter(e => !hidden(e));
+  const last = blocks[blocks.length - 1];
+  if (last) {
+    const lb = last.getBoundingClientRect().bottom;
+    for (let e = main; e && e !== document.documentElement; e = e.parentElement) {
+      const s = getComputedStyle(e);
+      if (/(hidden|clip|auto|scroll)/.test(s.overflow + s.overflowY) && e.getBoundingClientRect().bottom < lb - 2) {
+        out.push(`main content cut off: ${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className ? '.' + String(e.className).split(' ')[0] : ''} ends at ${Math.round(e.getBoundingClientRect().bottom)} px, its content at ${Math.round(lb)} px`); break; }
+    }
+  }
+  const wide = [...main.querySelectorAll('table')].filter(t => !hidden(t) && !t.closest('.cell_output, .output')  // a cell's DataFrame output may scroll
+                                                       && t.getBoundingClientRect().right > r.right + 2);
+  if (wide.length) out.push(`${wide.length} table(s) wider than the main content (columns cut off): ${wide.map(t => (t.innerText || '').trim().split(/\\s+/).slice(0, 6).join(' ')).join('; ')}`);
+  const side = document.querySelector('#pst-primary-sidebar, .bd-sidebar-primary');
+  if (side && (hidden(side) || side.getBoundingClientRect().right <= 0)) out.push('the sidebar is not visible');
+  return out;
+})()"""
+
 def errors(events:list) -> list:
     "Console errors, uncaught exceptions and failed requests among DevTools events."
     out = []
@@ -122,18 +160,53 @@ def check_page(b:Browser, url:str, expect:str, shot:Path) -> tuple:
     b.eval("window.MathJax && MathJax.startup && MathJax.startup.promise ? MathJax.startup.promise.then(() => true) : true", True)
     b.eval("Promise.all([...document.images].map(i => i.complete ? 1 : new Promise(r => { i.onload = i.onerror = r; })))", True)
     st = b.eval(_STATE)
-    b.call('Emulation.setDeviceMetricsOverride', width=1280, height=min(int(st['height']), 12000), deviceScaleFactor=1, mobile=False)
-    png = b.call('Page.captureScreenshot', format='png', captureBeyondViewport=True)['data']
+    main_bad = b.eval(_MAIN)  # in the 1280x900 window a reader sees
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    b.call('Page.bringToFront')
+    shot.with_name(shot.stem + '_window.png').write_bytes(base64.b64decode(b.call('Page.captureScreenshot', format='png')['data']))
+    # The whole page: the window is made as tall as the page (up to MAX_SHOT), so that nothing lies beyond it; a screenshot
+    # beyond the window shifts the sticky sidebar off-screen and leaves the bottom blank.
+    h = min(int(st['height']), MAX_SHOT)
+    b.call('Emulation.setDeviceMetricsOverride', width=1280, height=h, deviceScaleFactor=1, mobile=False)
+    h = min(int(b.eval('document.documentElement.scrollHeight')), MAX_SHOT)  # the page may reflow at the new height
+    b.call('Emulation.setDeviceMetricsOverride', width=1280, height=h, deviceScaleFactor=1, mobile=False)
+    b.eval('new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))', True)
+    png = b.call('Page.captureScreenshot', format='png', clip={'x': 0, 'y': 0, 'width': 1280, 'height': h, 'scale': 1})['data']
     b.call('Emulation.clearDeviceMetricsOverride')
-    shot.parent.mkdir(parents=True, exist_ok=True); shot.write_bytes(base64.b64decode(png))
+    shot.write_bytes(base64.b64decode(png))
+    st['shot_height'] = h
     b.wait_event('__settle__', 0.5)  # late console messages
-    bad = [f"{url}: {e}" for e in errors(b.events)]
+    bad = [f"{url}: {e}" for e in errors(b.events)] + [f"{url}: {e}" for e in main_bad]
     if not st['title'].strip() or not st['h1'].strip(): bad.append(f"{url}: no title (document title {st['title']!r}, h1 {st['h1']!r})")
     if st['broken']: bad.append(f"{url}: images not loaded: {st['broken']}")
     if st['typeset'] < st['math']: bad.append(f"{url}: {st['math'] - st['typeset']} of {st['math']} math elements not typeset by MathJax")
     if expect == 'math' and not (st['math'] and st['mathjax']): bad.append(f"{url}: no math rendered (expected equations)")
     if expect == 'figures' and not st['figures']: bad.append(f"{url}: no figure image loaded")
     return st, bad
+
+_SEARCH_BOXES = """[...document.querySelectorAll('.search-button-field, .search-button, .bd-search input, input[type=search]')]
+  .filter(e => e.offsetParent !== null && !e.closest('#pst-search-dialog')).length"""
+
+def check_search(b:Browser, base:str, term:str='advantage', timeout:float=30) -> list:
+    "The site's search: one search box on the home page, and results for `term` that come with a snippet of text."
+    bad = []
+    b.events.clear()
+    b.call('Page.navigate', url=base + 'index.html'); b.wait_event('Page.loadEventFired', 60)
+    if (n := b.eval(_SEARCH_BOXES)) != 1: bad.append(f"index.html: {n} search boxes (one expected)")
+    b.events.clear()
+    b.call('Page.navigate', url=base + f'search.html?q={term}'); b.wait_event('Page.loadEventFired', 60)
+    t0, st = time.time(), [0, 0]
+    while time.time() - t0 < timeout:
+        st = b.eval("[document.querySelectorAll('#search-results li').length, document.querySelectorAll('#search-results li p.context').length,"
+                    " (document.querySelector('#search-results') || {}).innerText || '']")
+        if st[0] and st[1] >= st[0] * 0.5 and 'Search finished' in st[2]: break
+        time.sleep(0.5)
+    if not st[0]: bad.append(f"search.html?q={term}: no results")
+    elif st[1] < st[0] * 0.5: bad.append(f"search.html?q={term}: {st[1]} of {st[0]} results have a snippet")
+    noise = b.eval("[...document.querySelectorAll('#search-results p.context')].filter(p => /^\\W*Contents\\b/.test(p.innerText)).length")
+    if noise: bad.append(f"search.html?q={term}: {noise} snippet(s) taken from the page's table of contents, not its text")
+    print(f"search: {st[0]} results for {term!r}, {st[1]} with a snippet")
+    return bad
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -152,7 +225,9 @@ def main(argv=None) -> int:
             st, bad = check_page(b, base + page, expect, shot)
             failures += bad
             if st: print(f"{page}: title {st['title']!r}; images {st['loaded']}/{st['images']} loaded; math {st['typeset']}/{st['math']} typeset"
-                         f"{' (MathJax ' + ('loaded' if st['mathjax'] else 'absent') + ')'}; {len(bad)} problem(s); screenshot {shot.relative_to(out.parent) if out.is_absolute() and shot.is_relative_to(ROOT) else shot}")
+                         f"{' (MathJax ' + ('loaded' if st['mathjax'] else 'absent') + ')'}; {len(bad)} problem(s); "
+                         f"{'' if st['shot_height'] >= st['height'] else 'first ' + str(st['shot_height']) + ' of ' + str(st['height']) + ' px in the '}screenshot {shot.relative_to(out.parent) if out.is_absolute() and shot.is_relative_to(ROOT) else shot}")
+        if not a.pages: failures += check_search(b, base)
     finally:
         b.close(); srv.shutdown()
     for f in failures: print(f)
