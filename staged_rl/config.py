@@ -315,18 +315,20 @@ class VLLMConfig:
     "How the vLLM engine is built (`vllm.LLM` arguments); used when `model.engine` is `vllm`."
     gpu_memory_utilization: float = 0.3  # share of the GPU for vLLM (weights + KV cache); the rest trains. CPU backend: share of RAM for the KV cache
     max_model_len: typing.Optional[int] = None  # longest prompt + response in tokens; None: the model's own limit
-    tensor_parallel_size: int = 1  # GPUs per engine; 1 = one engine per training rank (colocated)
+    tensor_parallel_size: int = 1  # GPUs per engine: only 1 (one engine per training rank, colocated; see nbs/05_rollout.ipynb)
     dtype: str = 'auto'  # auto (= the policy's dtype) | float32 | bfloat16 | float16
     enable_prefix_caching: bool = True  # the n samples of a prompt (and repeated prompts) share its KV cache
     enable_sleep_mode: bool = False  # free vLLM's GPU memory during the update (CUDA/ROCm/XPU only)
     max_num_batched_tokens: typing.Optional[int] = None  # tokens per scheduler step (chunked prefill); None: vLLM's default
     enforce_eager: bool = False  # no CUDA graphs: slower decoding, faster start and less memory
-    seed: int = 0  # vLLM's own seed (unseeded requests); engine k (rank // tensor_parallel_size) uses seed + k
+    seed: int = 0  # vLLM's own seed at construction; the engine of rank k uses seed + k (sampling is reseeded per call)
     extra: dict = field(default_factory=dict)  # more `vllm.LLM` keyword arguments, passed through
     def __post_init__(self):
         _check(0 < self.gpu_memory_utilization <= 1, 'gpu_memory_utilization', self.gpu_memory_utilization, 'a float in (0, 1]')
         _check(self.max_model_len is None or self.max_model_len >= 1, 'max_model_len', self.max_model_len, 'an int >= 1 or null')
-        _check(self.tensor_parallel_size >= 1, 'tensor_parallel_size', self.tensor_parallel_size, 'an int >= 1')
+        _check(self.tensor_parallel_size == 1, 'tensor_parallel_size', self.tensor_parallel_size,
+               '1 (one engine per training process: a tensor-parallel engine under external_launcher needs every rank of its '
+               'group to submit the same prompts, which the trainer does not do)')
         _check(self.dtype in ('auto', 'float32', 'bfloat16', 'float16'), 'dtype', self.dtype, 'auto, float32, bfloat16, float16')
         _check(self.max_num_batched_tokens is None or self.max_num_batched_tokens >= 1, 'max_num_batched_tokens',
                self.max_num_batched_tokens, 'an int >= 1 or null')
