@@ -462,7 +462,7 @@ PRESETS = {
         'data': {'pool': ['PRIME-RL/Eurus-2-RL-Data:code'], 'levels_dir': 'runs/paper-1.5b/levels'},  # code is scored by the ladder; math levels come released (AM-Math-Difficulty-RL)
         'sampling': {'temperature': 1.0, 'max_new_tokens': 16384},
         'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 64, 'max_tokens_per_micro_batch': 32768,
-                 'kl_coef': 0.001, 'entropy_coef': 0.001},  # token budget: see nbs/07_trainer.ipynb, 'Paper scale'
+                 'kl_coef': 0.001, 'entropy_coef': 0.001},  # token budget: see nbs/07b_paper_scale.ipynb
         'stages': [_stage('stage1', [('a-m-team/AM-Math-Difficulty-RL:level2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
                    _stage('stage2', [('a-m-team/AM-Math-Difficulty-RL:level3', 1.0)], max_steps=500, max_new_tokens=24576, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'aime2024', 'source': 'aime2024', 'k': 16}, {'name': 'math500', 'source': 'math500', 'k': 16},
