@@ -362,6 +362,7 @@ def _vllm_completion(prompt_ids, out, text:str) -> Completion:
 # %% ../nbs/05_rollout.ipynb #69217b70
 class VLLMEngine:
     "Sampling with an in-process `vllm.LLM`; same interface as `HFEngine`, plus weight sync and sleep/wake."
+    sync_bucket_bytes = 2**28  # full tensors gathered and loaded per step of a sync (whole layers; `sync_weights`)
     def __init__(self, model_path:str, # a folder written by save_pretrained (the policy's starting weights), or a hub id
                  tokenizer=None, # the policy's tokenizer (decoding, eos); default: loaded from `model_path`
                  vcfg:VLLMConfig|None=None, # the `vllm` config section; default: `VLLMConfig()`
@@ -398,7 +399,6 @@ class VLLMEngine:
         self._shapes = _checkpoint_shapes(str(model_path), kw.get('download_dir'), kw.get('revision'))  # names and shapes a sync must bring
         if self._shapes is None:  # a hub id: vLLM has just downloaded it into the cache, where it should be
             raise ValueError(f"VLLMEngine: no *.safetensors of {model_path} in the Hugging Face cache; the weight sync checks names and shapes against them")
-        self.sync_bucket_bytes = 2**28  # full tensors gathered and loaded per step of a sync (whole layers; `sync_weights`)
 
     @property
     def asleep(self) -> bool:

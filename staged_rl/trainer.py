@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from .config import Config, ConfigError, EvalSet, GRPOConfig, load_config, get_device, seed_everything, derive_seed, show_progress
 from .data import Problem, load_problems, load_eval_problems, prompt_ids, cfg_levels_dir
-from .rollout import SamplingParams, make_engine
+from .rollout import SamplingParams, VLLMEngine, make_engine
 from .rewards import grade
 from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head
 from .curriculum import build_strata, StratifiedSampler, stage_end
@@ -438,10 +438,14 @@ def memory_plan(cfg:Config, # the run: `grpo` (micro-batch tokens, logit chunk, 
               f'LM head: a chunk of {g.logit_chunk_tokens} logits and their gradient, fp32': gib(2 * g.logit_chunk_tokens * V * 4),
               "LM head: the chunk's weight gradient, fp32": gib(V * h * 4)}
     reference = {'reference forward: one layer and a logits chunk, no grad': gib(layer / 2 + g.logit_chunk_tokens * V * 4)}
+    if cfg.model.fsdp:  # each forward gathers a layer's full parameters, the next one prefetched
+        gathered = {'FSDP: two layers of parameters gathered': gib(2 * (P - 2 * V * h) // L * 4)}
+        update.update(gathered); reference.update(gathered)
     w_vllm = gib(P * (_BYTES[cfg.model.dtype] if v.dtype == 'auto' else _BYTES[v.dtype]))
     rest = v.gpu_memory_utilization * gpu_gib - w_vllm
     engine = {'vLLM weights': w_vllm, 'vLLM activations and sampler (assumed)': vllm_act_gib, 'vLLM KV cache': rest - vllm_act_gib}
-    sync = {'sync: one bucket of full tensors (FSDP gathers)': gib(256 * 2**20) if cfg.model.fsdp else 0.0}
+    biggest = max(VLLMEngine.sync_bucket_bytes, V * h * 4, (P - 2 * V * h) // L * 4)  # a bucket, or the largest layer or embedding alone
+    sync = {'sync: one bucket of full fp32 tensors (FSDP gathers them)': gib(biggest) if cfg.model.fsdp else 0.0}
     held = {'allocator cache still holding the update': sum(update.values())}
     phases = {'rollout': {**resident, **engine}, 'reference': {**resident, **reference},
               'update': {**resident, **update}, 'wake (weights only)': {**resident, 'vLLM weights': w_vllm},
