@@ -46,8 +46,10 @@ $(VLLM_VENV)/.staged-rl-deps: Makefile
 	$(VLLM_PY) -c "from vllm import LLM; import accelerate, math_verify, yaml"
 	touch $@
 
+# STAGED_RL_NO_SKIPS=1: a test of these files that cannot run fails instead of skipping (tests/conftest.py).
 test-vllm: $(VLLM_VENV)/.staged-rl-deps
-	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) $(VLLM_PY) -m pytest -q -p no:cacheprovider tests/test_vllm_real.py $(wildcard tests/test_vllm_scoring.py)
+	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) STAGED_RL_NO_SKIPS=1 STAGED_RL_VLLM_VENV=$(abspath $(VLLM_VENV)) \
+	  $(VLLM_PY) -m pytest -q -p no:cacheprovider -rs tests/test_vllm_real.py tests/test_vllm_scoring.py
 
 # The main job: the CPU reproduction of the paper's experiments (figures and tables under runs/tiny-cpu).
 reproduce: install

@@ -23,7 +23,7 @@ min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 # The GPU path: vLLM generation (imported lazily by staged_rl.rollout). Install torch for your CUDA first.
-extras = {'dev': dev_requirements, 'vllm': ['vllm>=0.6'], 'hub': ['datasets>=2.19']}
+extras = {'dev': dev_requirements, 'vllm': shlex.split(cfg.get('vllm_requirements', '')), 'hub': shlex.split(cfg.get('hub_requirements', ''))}
 
 setuptools.setup(
     name=cfg['lib_name'],

@@ -338,18 +338,20 @@ class VLLMConfig:
     "How the vLLM engine is built (`vllm.LLM` arguments); used when `model.engine` is `vllm`."
     gpu_memory_utilization: float = 0.3  # share of the GPU for vLLM (weights + KV cache); the rest trains. CPU backend: share of RAM for the KV cache
     max_model_len: typing.Optional[int] = None  # longest prompt + response in tokens; None: the model's own limit
-    tensor_parallel_size: int = 1  # GPUs per engine; 1 = one engine per training rank (colocated)
+    tensor_parallel_size: int = 1  # GPUs per engine: only 1 (one engine per training rank, colocated; see nbs/05_rollout.ipynb)
     dtype: str = 'auto'  # auto (= the policy's dtype) | float32 | bfloat16 | float16
     enable_prefix_caching: bool = True  # the n samples of a prompt (and repeated prompts) share its KV cache
     enable_sleep_mode: bool = False  # free vLLM's GPU memory during the update (CUDA/ROCm/XPU only)
     max_num_batched_tokens: typing.Optional[int] = None  # tokens per scheduler step (chunked prefill); None: vLLM's default
     enforce_eager: bool = False  # no CUDA graphs: slower decoding, faster start and less memory
-    seed: int = 0  # vLLM's own seed (unseeded requests); engine k (rank // tensor_parallel_size) uses seed + k
+    seed: int = 0  # vLLM's own seed at construction; the engine of rank k uses seed + k (sampling is reseeded per call)
     extra: dict = field(default_factory=dict)  # more `vllm.LLM` keyword arguments, passed through
     def __post_init__(self):
         _check(0 < self.gpu_memory_utilization <= 1, 'gpu_memory_utilization', self.gpu_memory_utilization, 'a float in (0, 1]')
         _check(self.max_model_len is None or self.max_model_len >= 1, 'max_model_len', self.max_model_len, 'an int >= 1 or null')
-        _check(self.tensor_parallel_size >= 1, 'tensor_parallel_size', self.tensor_parallel_size, 'an int >= 1')
+        _check(self.tensor_parallel_size == 1, 'tensor_parallel_size', self.tensor_parallel_size,
+               '1 (one engine per training process: a tensor-parallel engine under external_launcher needs every rank of its '
+               'group to submit the same prompts, which the trainer does not do)')
         _check(self.dtype in ('auto', 'float32', 'bfloat16', 'float16'), 'dtype', self.dtype, 'auto, float32, bfloat16, float16')
         _check(self.max_num_batched_tokens is None or self.max_num_batched_tokens >= 1, 'max_num_batched_tokens',
                self.max_num_batched_tokens, 'an int >= 1 or null')
@@ -484,7 +486,7 @@ PRESETS = {
         'data': {'pool': ['PRIME-RL/Eurus-2-RL-Data:code'], 'levels_dir': 'runs/paper-1.5b/levels'},  # code is scored by the ladder; math levels come released (AM-Math-Difficulty-RL)
         'sampling': {'temperature': 1.0, 'max_new_tokens': 16384},
         'grpo': {'lr': 1e-6, 'n_samples': 16, 'batch_prompts': 128, 'micro_batch': 64, 'max_tokens_per_micro_batch': 32768,
-                 'kl_coef': 0.001, 'entropy_coef': 0.001},  # token budget: see nbs/07_trainer.ipynb, 'Paper scale'
+                 'kl_coef': 0.001, 'entropy_coef': 0.001},  # token budget: see nbs/07b_paper_scale.ipynb
         'stages': [_stage('stage1', [('a-m-team/AM-Math-Difficulty-RL:level2', 1.0)], max_steps=1000, plateau={'metric': 'eval/aime2024/pass@1', 'window': 3, 'patience': 3}),
                    _stage('stage2', [('a-m-team/AM-Math-Difficulty-RL:level3', 1.0)], max_steps=500, max_new_tokens=24576, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'aime2024', 'source': 'aime2024', 'k': 16}, {'name': 'math500', 'source': 'math500', 'k': 16},

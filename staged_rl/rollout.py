@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_rollout.ipynb #f439592f
 from __future__ import annotations
-import os, tempfile, warnings
+import contextlib, os, tempfile, warnings
 from dataclasses import dataclass
 import torch
 from .config import SamplingConfig, VLLMConfig, derive_seed
@@ -266,23 +266,30 @@ def vllm_kwargs(vcfg:VLLMConfig, # the `vllm` config section
                 rank:int=0, world_size:int=1, # this process among the training processes
                ) -> dict:
     "The keyword arguments of `vllm.LLM` for `vcfg` on one training rank (every field of the section is used)."
-    tp = vcfg.tensor_parallel_size
-    if world_size % tp: raise ValueError(f"vllm.tensor_parallel_size={tp} must divide the number of training processes ({world_size})")
-    kw = dict(gpu_memory_utilization=vcfg.gpu_memory_utilization, tensor_parallel_size=tp,
+    kw = dict(gpu_memory_utilization=vcfg.gpu_memory_utilization, tensor_parallel_size=vcfg.tensor_parallel_size,  # 1 (the config refuses more)
               dtype=_dtype_name(policy_dtype) if vcfg.dtype == 'auto' else vcfg.dtype,
               enable_prefix_caching=vcfg.enable_prefix_caching, enable_sleep_mode=vcfg.enable_sleep_mode,
               enforce_eager=vcfg.enforce_eager,
-              seed=vcfg.seed + rank // tp,  # ranks of one TP group share an engine (and must agree on its seed)
+              seed=vcfg.seed + rank,  # one engine per rank
               logprobs_mode='processed_logprobs')  # log-probs after temperature, as HFEngine reports them
     if vcfg.max_model_len is not None: kw['max_model_len'] = vcfg.max_model_len
     if vcfg.max_num_batched_tokens is not None: kw['max_num_batched_tokens'] = vcfg.max_num_batched_tokens
-    if world_size > 1: kw['distributed_executor_backend'] = 'external_launcher'  # one engine per rank (or TP group), in-process
+    if world_size > 1: kw['distributed_executor_backend'] = 'external_launcher'  # one engine per rank, in-process
     return {**kw, **vcfg.extra}
 
-def _checkpoint_shapes(path:str) -> dict|None:
-    "{tensor name: shape} of the safetensors files in folder `path`; None when `path` is not a local folder."
+def _checkpoint_files(path:str, cache_dir:str|None=None, revision:str|None=None) -> list:
+    "The safetensors files of a local folder, or of a hub id in the Hugging Face cache (where vLLM downloaded it); [] if none."
     from pathlib import Path
-    files = sorted(Path(path).glob('*.safetensors')) if Path(path).is_dir() else []
+    if Path(path).is_dir(): return sorted(Path(path).glob('*.safetensors'))
+    try:
+        from huggingface_hub import snapshot_download
+        folder = snapshot_download(path, revision=revision, cache_dir=cache_dir, local_files_only=True, allow_patterns=['*.safetensors'])
+    except Exception: return []
+    return sorted(Path(folder).glob('*.safetensors'))
+
+def _checkpoint_shapes(path:str, cache_dir:str|None=None, revision:str|None=None) -> dict|None:
+    "{tensor name: shape} of the safetensors files of `path` (a local folder or a cached hub id); None when there are none."
+    files = _checkpoint_files(path, cache_dir, revision)
     if not files: return None
     from safetensors import safe_open
     shapes = {}
@@ -308,6 +315,44 @@ def _load_weights_rpc(worker, weights, cpu:bool, tied:bool):
         head.quant_method.process_weights_after_loading(head)
     return True
 
+def _seed_rpc(worker, seed:int):
+    "Runs inside vLLM's worker: reseed the generators its sampler draws from for requests without a seed of their own."
+    try: from vllm.utils.torch_utils import set_random_seed  # python, numpy (the V2 model runner's per-request seeds), torch
+    except ImportError:
+        import random, numpy as np
+        set_random_seed = lambda s: (random.seed(s), np.random.seed(s), torch.manual_seed(s))
+    set_random_seed(seed)
+    return True
+
+@contextlib.contextmanager
+def _kept_rng():
+    "Leave this process's python, numpy and torch (CPU, current CUDA device) random states as they were (an in-process engine reseeds them)."
+    import random, numpy as np
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    saved = random.getstate(), np.random.get_state(), torch.get_rng_state(), (torch.cuda.get_rng_state() if cuda else None)
+    try: yield
+    finally:
+        random.setstate(saved[0]); np.random.set_state(saved[1]); torch.set_rng_state(saved[2])
+        if cuda: torch.cuda.set_rng_state(saved[3])
+
+def _weight_buckets(weights:list, # (HF name, tensor) pairs; DTensor shards count at their full size
+                    max_bytes:int, # at most this many bytes of full tensors per bucket (one group larger than that goes alone)
+                   ) -> list[list]:
+    "Consecutive buckets of whole layers (`*.layers.<i>.*` stay together: vLLM fuses q/k/v and gate/up), each within `max_bytes`."
+    import re
+    groups, keys = [], []
+    for k, v in weights:
+        m = re.match(r'(.*\.layers\.\d+)\.', k)
+        key = m.group(1) if m else k
+        if not keys or keys[-1] != key: groups.append([]); keys.append(key)
+        groups[-1].append((k, v))
+    out, size = [], 0
+    for g in groups:
+        b = sum(v.numel() * v.element_size() for _, v in g)
+        if not out or size + b > max_bytes: out.append([]); size = 0
+        out[-1].extend(g); size += b
+    return out
+
 def _vllm_completion(prompt_ids, out, text:str) -> Completion:
     "Turn one vLLM `CompletionOutput` into a `Completion`."
     ids = list(out.token_ids)
@@ -317,6 +362,7 @@ def _vllm_completion(prompt_ids, out, text:str) -> Completion:
 # %% ../nbs/05_rollout.ipynb #69217b70
 class VLLMEngine:
     "Sampling with an in-process `vllm.LLM`; same interface as `HFEngine`, plus weight sync and sleep/wake."
+    sync_bucket_bytes = 2**28  # full tensors gathered and loaded per step of a sync (whole layers; `sync_weights`)
     def __init__(self, model_path:str, # a folder written by save_pretrained (the policy's starting weights), or a hub id
                  tokenizer=None, # the policy's tokenizer (decoding, eos); default: loaded from `model_path`
                  vcfg:VLLMConfig|None=None, # the `vllm` config section; default: `VLLMConfig()`
@@ -332,7 +378,11 @@ class VLLMEngine:
             warnings.warn(f"vllm.enable_sleep_mode: not available on this platform ({current_platform.device_type}); "
                           "the engine keeps its memory during updates (sleep/wake do nothing)")
             kw['enable_sleep_mode'] = False
-        self.sleep_mode, self.asleep, self._stale, self._warned = kw['enable_sleep_mode'], False, False, False
+        self.sleep_mode, self._sleeping, self._stale, self._warned = kw['enable_sleep_mode'], set(), False, False
+        from pathlib import Path
+        local = Path(str(model_path)).is_dir()
+        if local and not _checkpoint_files(str(model_path)):
+            raise ValueError(f"VLLMEngine: no *.safetensors in {model_path}; the weight sync checks names and shapes against them")
         self.llm = vllm.LLM(model=str(model_path), **kw)
         mc = self.llm.llm_engine.model_config
         got = _DTYPES.get(mc.dtype, str(mc.dtype))
@@ -346,32 +396,32 @@ class VLLMEngine:
             tokenizer = AutoTokenizer.from_pretrained(str(model_path))
         self.tokenizer = tokenizer
         self.tied = bool(getattr(mc.hf_config, 'tie_word_embeddings', False))
-        self._shapes = _checkpoint_shapes(str(model_path))  # names and shapes a sync must bring (local folders)
+        self._shapes = _checkpoint_shapes(str(model_path), kw.get('download_dir'), kw.get('revision'))  # names and shapes a sync must bring
+        if self._shapes is None:  # a hub id: vLLM has just downloaded it into the cache, where it should be
+            raise ValueError(f"VLLMEngine: no *.safetensors of {model_path} in the Hugging Face cache; the weight sync checks names and shapes against them")
+
+    @property
+    def asleep(self) -> bool:
+        "Some of the engine's memory (weights, KV cache) is released (sleep mode)."
+        return bool(self._sleeping)
 
     def _ready(self):
         if self._stale: raise RuntimeError("VLLMEngine: a weight sync failed part-way, so the engine holds a mix of old and "
                                            "new weights; call sync_weights again before sampling")
         if self.asleep: self.wake()
 
-    def _requests(self, ids, n, s):
-        "One request per (prompt, sample), each with its own derived seed; or n per prompt when unseeded."
-        base = dict(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, stop_token_ids=list(s.stop_token_ids),
-                    logprobs=0 if s.logprobs else None, detokenize=False)
-        if s.seed is None: return [{'prompt_token_ids': p} for p in ids], [self._vllm.SamplingParams(n=n, **base)] * len(ids), n
-        prompts = [{'prompt_token_ids': p} for p in ids for _ in range(n)]
-        params = [self._vllm.SamplingParams(n=1, seed=derive_seed(s.seed, 'sample', i, j), **base)
-                  for i in range(len(ids)) for j in range(n)]
-        return prompts, params, 1
-
     def generate(self, prompts:list[list[int]], # token ids per prompt (`staged_rl.data.prompt_ids`); strings are tokenised here
                  n:int=1, # samples per prompt
                  sampling:SamplingParams|None=None) -> list[list[Completion]]:
-        "Sample `n` completions per prompt: `out[i][j]` is the j-th sample of prompt i (seed of sample (i, j) derived from `sampling.seed`)."
+        "Sample `n` completions per prompt: `out[i][j]` is the j-th sample of prompt i (a seed reseeds the engine for the call)."
         ids = _as_prompt_ids(prompts, n, self.tokenizer)
         self._ready()
         s = sampling or SamplingParams()
-        reqs, params, per = self._requests(ids, n, s)
-        outs = self.llm.generate(reqs, params, use_tqdm=False)
+        sp = self._vllm.SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, detokenize=False,
+                                       stop_token_ids=list(s.stop_token_ids), logprobs=0 if s.logprobs else None)  # no per-request seed
+        with _kept_rng():  # an in-process engine shares this process's generators: the caller's stay as they were
+            if s.seed is not None: self.llm.collective_rpc(_seed_rpc, args=(s.seed,))
+            outs = self.llm.generate([{'prompt_token_ids': p} for p in ids], sp, use_tqdm=False)
         flat = [c for o in outs for c in o.outputs]
         texts = self.tokenizer.batch_decode([list(c.token_ids) for c in flat], skip_special_tokens=True)
         comps = [_vllm_completion(ids[k // n], c, t) for k, (c, t) in enumerate(zip(flat, texts))]
@@ -398,16 +448,20 @@ class VLLMEngine:
                              f"missing {missing[:3]}, unexpected {extra[:3]}, shape {bad[:3]}")
         return weights
 
-    def sync_weights(self, model, # the policy (full parameters, as `named_parameters()`), or an iterable of (name, tensor)
+    def sync_weights(self, model, # the policy (its parameters, FSDP2 shards included), or an iterable of (name, full tensor)
+                     bucket_bytes:int|None=None, # full tensors per load, in whole layers; default: `self.sync_bucket_bytes`
                     ):
-        "Load the policy's current weights into the engine (after every optimizer step); all or nothing."
-        src = model.named_parameters() if isinstance(model, torch.nn.Module) else model
-        weights = [(k, v.detach().full_tensor() if hasattr(v, 'full_tensor') else v.detach()) for k, v in src]  # FSDP2 DTensor shards: gathered (collective)
-        # all gathered before anything is loaded: an iterator that fails part-way changes nothing
-        weights = self._check_weights(weights)
-        if self.asleep: self.wake()
+        "Load the policy's current weights into the engine (after every optimizer step): checked first, then streamed in buckets."
+        if isinstance(model, torch.nn.Module): weights = [(k, v.detach()) for k, v in model.named_parameters()]  # shards stay shards here
+        else: weights = [(k, v.detach()) for k, v in model]  # consumed whole before anything loads: one failing part-way changes nothing
+        weights = self._check_weights(weights)  # names and (full) shapes, before anything is gathered or loaded
+        self.wake(['weights'])  # sleep mode: the weights come back for the load; the KV cache stays released until `wake()`
         self._stale = True
-        try: self.llm.collective_rpc(_load_weights_rpc, args=(weights, self.cpu, self.tied))
+        try:
+            for bucket in _weight_buckets(weights, bucket_bytes or self.sync_bucket_bytes):
+                full = [(k, v.full_tensor() if hasattr(v, 'full_tensor') else v) for k, v in bucket]  # FSDP2: gathered here (a collective)
+                self.llm.collective_rpc(_load_weights_rpc, args=(full, self.cpu, self.tied))
+                del full
         except Exception as e:
             raise RuntimeError("VLLMEngine.sync_weights failed while loading; the engine refuses to sample until a sync succeeds") from e
         self._stale = False
@@ -421,11 +475,13 @@ class VLLMEngine:
                 warnings.warn("VLLMEngine.sleep: sleep mode is off (vllm.enable_sleep_mode) or unsupported here (vLLM's CPU "
                               "backend); the engine keeps its memory"); self._warned = True
             return
-        if not self.asleep: self.llm.sleep(level=level); self.asleep = True
+        if not self.asleep: self.llm.sleep(level=level); self._sleeping = {'weights', 'kv_cache'}
 
-    def wake(self):
-        "Bring the engine back after `sleep` (no-op when awake or without sleep mode)."
-        if self.asleep: self.llm.wake_up(); self.asleep = False
+    def wake(self, tags:list[str]|None=None, # 'weights', 'kv_cache'; None: whatever is still released
+            ):
+        "Bring back what `sleep` released (no-op when awake or without sleep mode); the trainer wakes the weights, syncs, then the rest."
+        tags = [t for t in (tags or ('weights', 'kv_cache')) if t in self._sleeping]
+        if tags: self.llm.wake_up(tags=tags); self._sleeping -= set(tags)
 
 # %% ../nbs/05_rollout.ipynb #4e799e36
 def make_engine(cfg, # a `Config` (`model.engine` picks the engine, `vllm` configures vLLM), or 'hf' / 'vllm'

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from .config import Config, ConfigError, EvalSet, GRPOConfig, load_config, get_device, seed_everything, derive_seed, show_progress
 from .data import Problem, load_problems, load_eval_problems, prompt_ids, cfg_levels_dir
-from .rollout import SamplingParams, make_engine
+from .rollout import SamplingParams, VLLMEngine, make_engine
 from .rewards import grade
 from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head
 from .online import OnlineDifficulty, screen_batch, retier_strata, resume_online, observe
@@ -19,12 +19,12 @@ from .curriculum import build_strata, StratifiedSampler, stage_end
 from .models import load_model, resolve_model
 
 # %% auto #0
-__all__ = ['load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', 'group_micro_batches', 'make_micro_batches',
+__all__ = ['GIB', 'load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', 'group_micro_batches', 'make_micro_batches',
            'shared_prefix_logprobs', 'mb_logprobs', 'is_sharded', 'grad_sync', 'global_max', 'global_sum',
            'policy_update', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog',
            'save_checkpoint', 'latest_checkpoint', 'load_trainer_state', 'setup_accelerator', 'shard_model',
-           'full_state', 'load_optimizer_state', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics',
-           'history_rows', 'train', 'branch_run', 'evaluate_model']
+           'full_state', 'load_optimizer_state', 'release_cached_memory', 'memory_plan', 'Groups', 'sample_groups',
+           'collect_groups', 'gathered_metrics', 'history_rows', 'train', 'branch_run', 'evaluate_model']
 
 # %% ../nbs/07_trainer.ipynb #a7c250b2
 def _quiet_transformers():
@@ -404,6 +404,62 @@ def load_optimizer_state(model, optimizer, optim_sd:dict):
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict, StateDictOptions
     set_optimizer_state_dict(model, getattr(optimizer, 'optimizer', optimizer), optim_sd, options=StateDictOptions(full_state_dict=True))
 
+# %% ../nbs/07_trainer.ipynb #5aaf8867
+GIB = 2**30
+_BYTES = {'float32': 4, 'bfloat16': 2, 'float16': 2}
+
+def release_cached_memory():
+    "Hand the CUDA caching allocator's free blocks back to the driver before vLLM maps its memory again (nothing on a CPU)."
+    if torch.cuda.is_available() and torch.cuda.is_initialized(): torch.cuda.empty_cache()
+
+def memory_plan(cfg:Config, # the run: `grpo` (micro-batch tokens, logit chunk, KL), `vllm`, `model`, `stages`
+                arch, # the policy's transformers config (hidden_size, intermediate_size, num_hidden_layers, heads, vocab_size)
+                n_params:int, # the policy's parameter count
+                gpu_gib:float=79.6, # the card's memory as torch reports it (an H100 80 GB: 79.6 GiB)
+                world_size:int=8, # training processes, one per GPU
+                gradient_as_bucket_view:bool=False, # DDP's setting (accelerate's default: False, a second gradient copy)
+                context_gib:float=1.0, # CUDA context, cuBLAS and NCCL workspaces (assumed)
+                vllm_act_gib:float=2.0, # vLLM's profiled activations and sampler workspace inside its share (assumed)
+               ) -> dict:
+    "GiB per GPU of every term in each phase of a step (DDP or FSDP, colocated vLLM with sleep mode): `{'phases': {phase: {term: GiB}}, 'total': ..., ...}`."
+    P, g, v = n_params, cfg.grpo, cfg.vllm
+    L, h, I, V = arch.num_hidden_layers, arch.hidden_size, arch.intermediate_size, arch.vocab_size
+    hd = getattr(arch, 'head_dim', None) or h // arch.num_attention_heads
+    kv = arch.num_key_value_heads
+    T = g.max_tokens_per_micro_batch or max(s.max_new_tokens or cfg.sampling.max_new_tokens for s in cfg.stages)  # tokens per forward/backward
+    shard = world_size if cfg.model.fsdp else 1
+    gib = lambda b: b / GIB
+    ddp = world_size > 1 and not cfg.model.fsdp
+    resident = {'policy fp32 master weights': gib(4 * P / shard), 'AdamW moments, fp32 (2 per parameter)': gib(8 * P / shard),
+                'DDP gradient buckets, fp32': gib(4 * P) if ddp else 0.0,
+                'reference model, no grad': gib(_BYTES[cfg.model.dtype] * P / shard) if g.kl_coef > 0 else 0.0,
+                'CUDA context and workspaces (assumed)': context_gib}
+    layer = T * (3 * I * 2 + (2 * h + 2 * kv * hd) * 2 + 4 * h * 4)  # one decoder layer: MLP (gate, up, act) and q/k/v/o in bf16, norms fp32
+    update = {'parameter gradients (.grad), fp32': 0.0 if ddp and gradient_as_bucket_view else gib(4 * P / shard),
+              f'activations: checkpointed layer inputs, fp32 ({L} x {T:,} x {h})': gib(L * T * h * 4) if cfg.model.gradient_checkpointing else gib(L * layer),
+              'activations: one layer recomputed, forward + backward': gib(2 * layer) if cfg.model.gradient_checkpointing else 0.0,
+              f'LM head: a chunk of {g.logit_chunk_tokens} logits and their gradient, fp32': gib(2 * g.logit_chunk_tokens * V * 4),
+              "LM head: the chunk's weight gradient, fp32": gib(V * h * 4)}
+    reference = {'reference forward: one layer and a logits chunk, no grad': gib(layer / 2 + g.logit_chunk_tokens * V * 4)}
+    if cfg.model.fsdp:  # each forward gathers a layer's full parameters, the next one prefetched
+        gathered = {'FSDP: two layers of parameters gathered': gib(2 * (P - 2 * V * h) // L * 4)}
+        update.update(gathered); reference.update(gathered)
+    w_vllm = gib(P * (_BYTES[cfg.model.dtype] if v.dtype == 'auto' else _BYTES[v.dtype]))
+    rest = v.gpu_memory_utilization * gpu_gib - w_vllm
+    engine = {'vLLM weights': w_vllm, 'vLLM activations and sampler (assumed)': vllm_act_gib, 'vLLM KV cache': rest - vllm_act_gib}
+    biggest = max(VLLMEngine.sync_bucket_bytes, V * h * 4, (P - 2 * V * h) // L * 4)  # a bucket, or the largest layer or embedding alone
+    sync = {'sync: one bucket of full fp32 tensors (FSDP gathers them)': gib(biggest) if cfg.model.fsdp else 0.0}
+    held = {'allocator cache still holding the update': sum(update.values())}
+    phases = {'rollout': {**resident, **engine}, 'reference': {**resident, **reference},
+              'update': {**resident, **update}, 'wake (weights only)': {**resident, 'vLLM weights': w_vllm},
+              'sync': {**resident, 'vLLM weights': w_vllm, **sync}, 'wake (KV cache)': {**resident, **engine},
+              'before: wake both, no empty_cache': {**resident, **held, **engine}}
+    kv_token = 2 * L * kv * hd * _BYTES[cfg.model.dtype if v.dtype == 'auto' else v.dtype]
+    total = {k: sum(t.values()) for k, t in phases.items()}
+    return {'phases': phases, 'total': total, 'gpu_gib': gpu_gib, 'fits': {k: x <= gpu_gib for k, x in total.items()},
+            'kv_token_bytes': kv_token, 'kv_tokens': int(engine['vLLM KV cache'] * GIB / kv_token), 'micro_batch_tokens': T}
+
+
 # %% ../nbs/07_trainer.ipynb #be1b0136
 @dataclass
 class Groups:
@@ -578,7 +634,8 @@ def train(cfg:Config, # the run's configuration (`load_config`)
             ent_coef = cfg.grpo.entropy_coef if stage.entropy_coef is None else stage.entropy_coef
             engine.sleep()  # vLLM frees its KV cache (and weights) during the update where the platform allows
             stats = policy_update(policy, ref, optimizer, scheduler, mbs, cfg, ent_coef, acc)
-            t1 = time.perf_counter(); engine.wake(); engine.sync_weights(acc.unwrap_model(policy)); t_sync = time.perf_counter() - t1
+            t1 = time.perf_counter()  # TRL's and verl's order: free the update's cached blocks; wake and sync the weights; then the KV cache
+            release_cached_memory(); engine.sync_weights(acc.unwrap_model(policy)); engine.wake(); t_sync = time.perf_counter() - t1
         state.step, state.stage_step = state.step + 1, state.stage_step + 1
         t_update = time.perf_counter() - t0
         # --- 6. log, evaluate, end the stage, checkpoint

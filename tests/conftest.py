@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: where the real benchmark files live (skipping, and saying so, when absent), and one torch thread."""
+"""Shared pytest fixtures: where the real benchmark files live (skipping, and saying so, when absent), and one torch thread;
+with STAGED_RL_NO_SKIPS=1 (`make test-vllm`) a skipped test counts as a failure."""
 import os
 from pathlib import Path
 import pytest
@@ -37,3 +38,11 @@ def one_torch_thread():
     n = torch.get_num_threads(); torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    "Under STAGED_RL_NO_SKIPS=1 a skip (a test that could not run) is reported as a failure, with the skip's reason."
+    rep = (yield).get_result()
+    if os.environ.get('STAGED_RL_NO_SKIPS') == '1' and rep.skipped and not hasattr(rep, 'wasxfail'):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome, rep.longrepr = 'failed', f"skipped, but STAGED_RL_NO_SKIPS=1 requires every test to run: {reason}"

@@ -160,7 +160,7 @@ def test_formats():
 
 # ---- saved outputs that the test run does not re-create say where they came from ------------------------------------
 FLAGGED = re.compile(r'^#\|\s*(notest|slow|gpu)\b', re.M)  # settings.ini's tst_flags: cells nbdev_test skips
-PROVENANCE_TODO = {'07_trainer.ipynb'}  # being split (issue 27); remove once its slow cell prints `made_with`
+PROVENANCE_TODO = set()  # notebooks exempt from the provenance rule: none
 
 def unmarked_outputs(cells:list) -> list:
     "Indices of flagged code cells with saved outputs that carry no provenance: neither an output line from"

@@ -132,18 +132,73 @@ def test_sample_tokens_greedy_and_seeded():
 def test_vllm_kwargs_use_every_setting():
     from staged_rl.config import VLLMConfig
     from staged_rl.rollout import vllm_kwargs
-    v = VLLMConfig(gpu_memory_utilization=0.4, max_model_len=1000, tensor_parallel_size=2, enable_prefix_caching=False,
+    v = VLLMConfig(gpu_memory_utilization=0.4, max_model_len=1000, enable_prefix_caching=False,
                    enable_sleep_mode=True, max_num_batched_tokens=777, enforce_eager=True, seed=5, extra={'max_num_seqs': 9})
     kw = vllm_kwargs(v, torch.bfloat16, rank=3, world_size=4)
-    assert kw == dict(gpu_memory_utilization=0.4, max_model_len=1000, tensor_parallel_size=2, dtype='bfloat16',
+    assert kw == dict(gpu_memory_utilization=0.4, max_model_len=1000, tensor_parallel_size=1, dtype='bfloat16',
                       enable_prefix_caching=False, enable_sleep_mode=True, max_num_batched_tokens=777, enforce_eager=True,
-                      seed=5 + 1, logprobs_mode='processed_logprobs', distributed_executor_backend='external_launcher',
-                      max_num_seqs=9)  # rank 3 is in TP group 1
+                      seed=5 + 3, logprobs_mode='processed_logprobs', distributed_executor_backend='external_launcher',
+                      max_num_seqs=9)  # rank 3's own engine
     one = vllm_kwargs(VLLMConfig(), torch.float32)
     assert one['dtype'] == 'float32' and 'distributed_executor_backend' not in one and 'max_model_len' not in one
     assert vllm_kwargs(VLLMConfig(dtype='bfloat16'), torch.float32)['dtype'] == 'bfloat16'  # explicit: allowed
-    with pytest.raises(ValueError, match='must divide'): vllm_kwargs(VLLMConfig(tensor_parallel_size=3), 'float32', 0, 4)
     with pytest.raises(ValueError, match='dtype'): vllm_kwargs(VLLMConfig(), torch.int8)
+
+
+def test_tensor_parallel_engines_are_refused_by_the_config():
+    "Under external_launcher every rank of a TP group would have to submit the same prompts; the config says no, in one line."
+    from staged_rl.config import load_config, ConfigError
+    with pytest.raises(ConfigError, match=r'`vllm.tensor_parallel_size`: got 2; allowed: 1 \(one engine per training process') as e:
+        load_config('paper-1.5b', ['vllm.tensor_parallel_size=2'])
+    assert '\n' not in str(e.value)
+    assert load_config('paper-1.5b', ['scoring.tensor_parallel_size=2']).scoring.tensor_parallel_size == 2  # scoring: its own, one process
+
+
+def test_checkpoint_shapes_of_a_hub_id_come_from_the_cache(tmp_path):
+    "The name/shape check before a sync also runs for hub ids: their safetensors are found in the Hugging Face cache."
+    from safetensors.torch import save_file
+    from staged_rl.rollout import _checkpoint_shapes
+    snap = tmp_path/'models--org--tiny'/'snapshots'/('a' * 40)
+    snap.mkdir(parents=True)
+    save_file({'model.embed_tokens.weight': torch.zeros(7, 4), 'lm_head.weight': torch.zeros(7, 4)}, str(snap/'model.safetensors'))
+    (tmp_path/'models--org--tiny'/'refs').mkdir(); (tmp_path/'models--org--tiny'/'refs'/'main').write_text('a' * 40)
+    assert _checkpoint_shapes('org/tiny', cache_dir=str(tmp_path)) == {'model.embed_tokens.weight': (7, 4), 'lm_head.weight': (7, 4)}
+    assert _checkpoint_shapes('org/absent', cache_dir=str(tmp_path)) is None
+    assert _checkpoint_shapes(str(snap)) == _checkpoint_shapes('org/tiny', cache_dir=str(tmp_path))  # the folder itself
+
+
+class _Shard:
+    "Stands for an FSDP2 DTensor: full shape and size known, `full_tensor()` gathers (logged)."
+    def __init__(self, name, t, log): self.name, self.t, self.log, self.shape = name, t, log, t.shape
+    def numel(self): return self.t.numel()
+    def element_size(self): return self.t.element_size()
+    def detach(self): return self
+    def full_tensor(self): self.log.append(('gather', self.name)); return self.t.clone()
+
+
+def test_weight_sync_streams_in_buckets_of_whole_layers():
+    "Full tensors are gathered a bucket at a time, each bucket loaded before the next is gathered, layers never split."
+    from staged_rl.rollout import VLLMEngine, _weight_buckets
+    m = toy_lm(seed=0)[0]
+    log, loaded = [], {}
+    shards = [(k, _Shard(k, v.detach(), log)) for k, v in m.named_parameters()]
+    class LLM:
+        def collective_rpc(self, f, args=()):
+            log.append(('load', len(args[0]))); loaded.update({k: v for k, v in args[0]}); return [True]
+        def reset_prefix_cache(self): log.append(('reset',))
+    eng = object.__new__(VLLMEngine)
+    eng.llm, eng.cpu, eng.tied, eng._shapes, eng._stale, eng._sleeping, eng.model_path = LLM(), False, False, None, False, set(), 'x'
+    layer = sum(v.numel() * 4 for k, v in m.named_parameters() if '.layers.0.' in k)
+    eng.sync_weights(shards, bucket_bytes=layer)
+    assert set(loaded) == {k for k, _ in m.named_parameters()} and all(torch.equal(loaded[k], v) for k, v in m.named_parameters())
+    live, peak = 0, 0
+    for e in log:  # full tensors alive between their gather and their bucket's load
+        if e[0] == 'gather': live += dict(m.named_parameters())[e[1]].numel() * 4; peak = max(peak, live)
+        elif e[0] == 'load': live = 0
+    biggest = max(v.numel() * 4 for _, v in m.named_parameters())
+    assert peak <= max(layer, biggest) and sum(e[0] == 'load' for e in log) > 2 and log[-1] == ('reset',)
+    for b in _weight_buckets(list(m.named_parameters()), 1):  # the smallest buckets: one layer (or one other tensor) each
+        assert len({k.split('.layers.')[1].split('.')[0] if '.layers.' in k else k for k, _ in b}) == 1
 
 
 def test_prompts_as_token_ids(lm):

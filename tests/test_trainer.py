@@ -59,6 +59,25 @@ def test_smoke_run_end_to_end(tmp_path, levels):
     hist = [json.loads(l) for l in (tmp_path/'pass_history.jsonl').read_text().splitlines()]
     assert len(hist) == 4 * cfg.grpo.batch_prompts and {'id', 'pass_rate', 'step', 'stage'} <= hist[0].keys()
 
+def test_engine_wakes_weights_syncs_then_kv_cache(tmp_path, levels, monkeypatch):
+    """After each update: the engine slept through it; the allocator's cache is released, then the sync (which wakes the
+    weights only), then `wake()` brings the KV cache back: TRL's and verl's order, so vLLM maps its memory into a free card."""
+    import staged_rl.trainer as T
+    log = []
+    class Recorder:  # the real transformers engine inside, every call of the engine interface recorded
+        def __init__(self, inner): self.inner = inner
+        def generate(self, *a, **k): log.append('generate'); return self.inner.generate(*a, **k)
+        def sleep(self, *a, **k): log.append('sleep'); return self.inner.sleep(*a, **k)
+        def wake(self, *a, **k): log.append('wake'); return self.inner.wake(*a, **k)
+        def sync_weights(self, m): log.append('sync_weights'); return self.inner.sync_weights(m)
+    make, update, release = T.make_engine, T.policy_update, T.release_cached_memory
+    monkeypatch.setattr(T, 'make_engine', lambda *a, **k: Recorder(make(*a, **k)))
+    monkeypatch.setattr(T, 'policy_update', lambda *a, **k: log.append('update') or update(*a, **k))
+    monkeypatch.setattr(T, 'release_cached_memory', lambda: log.append('release') or release())
+    T.train(smoke(tmp_path, levels, 'eval.sets=[]', 'stages.0.max_steps=2', 'output.save_every=0'), progress=False, stop_after=2, reward_fn=toy_reward)
+    steps = [s for s in ' '.join(log).split('generate') if s.strip()]
+    assert [s.split() for s in steps] == [['sleep', 'update', 'release', 'sync_weights', 'wake']] * 2, log
+
 # ---- the policy gradient itself -----------------------------------------------------------------------------------
 def _len_reward(sign):
     "Reward in [0, 1] linear in the response's length in characters: sign +1 rewards long responses, -1 short ones."

