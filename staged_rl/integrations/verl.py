@@ -156,7 +156,7 @@ def stage_rows(cfg, # the `Config`
     seen = set(idx); idx += [j for j in range(len(pool)) if j not in seen]  # the rest of the pool, after the last batch
     return [{**pool[j], 'extra_info': {**pool[j]['extra_info'], 'index': n}} for n, j in enumerate(idx)]
 
-# %% ../../nbs/13_verl.ipynb #826f6905
+# %% ../../nbs/13_verl.ipynb #9b1aa424
 def verl_stage_settings(cfg, # the `Config`
                         i:int, # the stage's index
                         files:dict, # 'train', 'val' (list), 'reward', 'checkpoints': paths the config points at
@@ -165,9 +165,11 @@ def verl_stage_settings(cfg, # the `Config`
     "verl's option values (dotted keys) for stage `i` of `cfg`."
     st, g, s, ev = cfg.stages[i], cfg.grpo, cfg.sampling, cfg.eval
     A, R = 'actor_rollout_ref.actor.', 'actor_rollout_ref.rollout.'
+    response = st.max_new_tokens or s.max_new_tokens
+    tokens = max(g.max_tokens_per_micro_batch or 0, max_prompt_length + response)
     out = {'data.train_files': str(files['train']), 'data.val_files': [str(f) for f in files['val']],
            'data.train_batch_size': g.batch_prompts, 'data.max_prompt_length': max_prompt_length,
-           'data.max_response_length': st.max_new_tokens or s.max_new_tokens, 'data.shuffle': False, 'data.seed': cfg.seed,
+           'data.max_response_length': response, 'data.shuffle': False, 'data.seed': cfg.seed,
            'data.truncation': 'error', 'data.filter_overlong_prompts': False,
            'algorithm.adv_estimator': 'grpo', 'algorithm.norm_adv_by_std_in_grpo': g.scale_advantages, 'algorithm.use_kl_in_reward': False,
            R + 'n': g.n_samples, R + 'temperature': s.temperature, R + 'top_p': s.top_p,
@@ -179,6 +181,10 @@ def verl_stage_settings(cfg, # the `Config`
            A + 'use_kl_loss': g.kl_coef > 0, A + 'kl_loss_coef': g.kl_coef, A + 'kl_loss_type': 'low_var_kl',
            A + 'entropy_coeff': g.entropy_coef if st.entropy_coef is None else st.entropy_coef,
            A + 'checkpoint.save_contents': ['model', 'optimizer', 'extra', 'hf_model'],  # hf_model: stage 2 starts from it
+           # micro-batches by a token budget per GPU, as `grpo.max_tokens_per_micro_batch`; at least one whole sequence
+           A + 'use_dynamic_bsz': True, A + 'ppo_max_token_len_per_gpu': tokens,
+           'actor_rollout_ref.ref.log_prob_use_dynamic_bsz': True, 'actor_rollout_ref.ref.log_prob_max_token_len_per_gpu': tokens,
+           R + 'log_prob_use_dynamic_bsz': True, R + 'log_prob_max_token_len_per_gpu': tokens,
            'reward.custom_reward_function.path': str(files['reward']), 'reward.custom_reward_function.name': 'compute_score',
            'trainer.total_training_steps': st.max_steps, 'trainer.total_epochs': 1, 'trainer.resume_mode': 'auto',
            'trainer.save_freq': cfg.output.save_every or st.max_steps, 'trainer.test_freq': ev.every or -1,
