@@ -39,7 +39,7 @@ def trl_reward(rewards_cfg=None, # `cfg.rewards`; None: the defaults
         return grade([Problem.from_dict(json.loads(x)) for x in problem], texts, rewards_cfg)
     return staged_rl_reward
 
-# %% ../../nbs/13a_trl.ipynb #87d96724
+# %% ../../nbs/13a_trl.ipynb #5cf240b4
 def trl_args(cfg, # the `Config`
              i:int, # the stage's index
              output_dir, # where TRL writes the stage's checkpoints
@@ -49,8 +49,7 @@ def trl_args(cfg, # the `Config`
     from trl import GRPOConfig
     st, g, s = cfg.stages[i], cfg.grpo, cfg.sampling
     total = g.batch_prompts * g.n_samples  # completions per optimizer step
-    micro = min(g.micro_batch, total)
-    if total % micro: raise ValueError(f"grpo.micro_batch={g.micro_batch} must divide batch_prompts x n_samples = {total} for TRL's gradient accumulation")
+    micro = max(d for d in range(1, min(g.micro_batch, total) + 1) if total % d == 0)  # TRL's accumulation needs equal micro-batches
     kw = dict(output_dir=str(output_dir), max_steps=st.max_steps, seed=cfg.seed, shuffle_dataset=False,
               num_generations=g.n_samples, per_device_train_batch_size=micro, gradient_accumulation_steps=total // micro,
               steps_per_generation=total // micro, max_completion_length=st.max_new_tokens or s.max_new_tokens,
