@@ -2,7 +2,9 @@
 the smoke ladder's weakest model with the real verifiers; TRL's loss on the first batch of each stage equals this
 package's `grpo_loss` on the same batch (the golden cross-check of tests/test_grpo.py, extended from the loss function
 to the integration: TRL's own generation, truncation mask, reference model and settings as `trl_args` sets them); and a
-stage interrupted after its first checkpoint resumes from it without retraining the stage before."""
+stage interrupted after its first checkpoint resumes from it without retraining the stage before. The run uses a toy
+reward, deterministic in the text (the smoke policy earns 0 everywhere from the verifiers, which would leave every
+advantage 0); the real verifiers through `trl_reward` are checked in test_integrations_realdata.py and the notebook."""
 import json, shutil
 from pathlib import Path
 import pytest
@@ -13,6 +15,10 @@ from staged_rl.config import load_config
 from staged_rl.data import load_problems, save_problems, level_path
 
 torch.set_num_threads(1)
+
+def toy_reward(problems, responses):
+    "Deterministic in the text (as in test_trainer.py): the smoke policy solves nothing yet, and a loss check needs advantages that are not all 0."
+    return [float(len(r) % 3 == 0) if p.domain == 'math' else (len(r) % 5) / 4 for p, r in zip(problems, responses)]
 
 def write_levels(folder: Path):
     cfg = load_config('smoke')
@@ -39,7 +45,7 @@ def run(tmp_path_factory):
                            state={k: v.detach().clone() for k, v in model.state_dict().items()}, loss=loss.detach().clone())
             return loss
         trainer._compute_loss = first_call
-    rows = train_trl(cfg, tmp/'run', on_trainer=hook)
+    rows = train_trl(cfg, tmp/'run', on_trainer=hook, reward_fn=toy_reward)
     return dict(cfg=cfg, rows=rows, captured=captured, out=tmp/'run')
 
 def test_two_steps_per_stage(run):
@@ -70,6 +76,7 @@ def test_trl_loss_equals_package_loss(run, i):
     mask = loss_mask(raw, ~ended, st.mask_truncated)
     assert torch.equal(mask, x['completion_mask'].long())  # TRL's truncation masking is this package's
     if i == 1: assert 0 < (~ended).sum() < len(ended)  # stage 2 really has cut and finished responses
+    assert len(set(mask.sum(1).tolist())) > 2 and x['advantages'].abs().sum() > 0  # lengths and advantages vary: token-mean is not sequence-mean
     ids, att = torch.cat([x['prompt_ids'], cid], 1), torch.cat([x['prompt_mask'], raw], 1)
     T = cfg.sampling.temperature
     with torch.no_grad(): ref_lp, _ = sequence_logprobs(ref, ids, att, mask, temperature=T)

@@ -14,7 +14,7 @@ from ..rewards import grade
 # %% auto #0
 __all__ = ['stage_problems', 'trl_dataset', 'trl_reward', 'trl_args', 'trl_differences', 'train_trl']
 
-# %% ../../nbs/13a_trl.ipynb #011c3edf
+# %% ../../nbs/13a_trl.ipynb #1d35ce23
 def stage_problems(cfg, # the `Config`
                    i:int, # the stage's index
                   ) -> list[Problem]:
@@ -32,11 +32,12 @@ def trl_dataset(cfg, i:int, tokenizer=None) -> 'datasets.Dataset':
                                'problem': json.dumps(p.to_dict())} for p in stage_problems(cfg, i)])
 
 def trl_reward(rewards_cfg=None, # `cfg.rewards`; None: the defaults
+               reward_fn=None, # `reward_fn(problems, responses) -> scores`: a stand-in for the verifiers (tests), as in `grade`
               ):
     "A TRL reward function (`completions`, and the dataset's `problem` column) returning this package's rewards."
     def staged_rl_reward(completions:list, problem:list, **kwargs) -> list[float]:
         texts = [c[-1]['content'] if isinstance(c, list) else c for c in completions]  # conversational or plain
-        return grade([Problem.from_dict(json.loads(x)) for x in problem], texts, rewards_cfg)
+        return grade([Problem.from_dict(json.loads(x)) for x in problem], texts, rewards_cfg, reward_fn)
     return staged_rl_reward
 
 # %% ../../nbs/13a_trl.ipynb #5cf240b4
@@ -74,10 +75,11 @@ def trl_differences(cfg, i:int) -> list[str]:
     if i > 0 and not st.reset_optimizer: out.append("optimizer: each TRL stage starts with a fresh AdamW; staged_rl carries its state over")
     return out
 
-# %% ../../nbs/13a_trl.ipynb #318d66a9
+# %% ../../nbs/13a_trl.ipynb #5c88d418
 def train_trl(cfg, # the `Config`
               out=None, # run folder (default `<output.dir>/trl`): `stage<k>_<name>/` per stage, `final/` inside when done
               on_trainer=None, # called with each stage's `GRPOTrainer` before it trains (tests, callbacks)
+              reward_fn=None, # a stand-in for the verifiers (tests), see `trl_reward`
               **overrides, # more `GRPOConfig` fields for every stage
              ) -> list[dict]:
     "Run the stages of `cfg` with TRL's `GRPOTrainer`, each from the previous one's final weights; resumable. One summary per stage."
@@ -94,7 +96,7 @@ def train_trl(cfg, # the `Config`
         if (sd/'final'/'config.json').exists(): rows.append({'stage': st.name, 'status': 'done before', 'final': str(sd/'final')}); prev = str(sd/'final'); continue
         model = AutoModelForCausalLM.from_pretrained(prev)
         model.config._name_or_path = init  # TRL builds its reference model from this: the initial policy, as staged_rl does
-        trainer = GRPOTrainer(model=model, reward_funcs=trl_reward(cfg.rewards), args=trl_args(cfg, i, sd, **overrides),
+        trainer = GRPOTrainer(model=model, reward_funcs=trl_reward(cfg.rewards, reward_fn), args=trl_args(cfg, i, sd, **overrides),
                               train_dataset=trl_dataset(cfg, i, tok), processing_class=tok)
         if on_trainer is not None: on_trainer(trainer)
         ckpt = get_last_checkpoint(str(sd)) if sd.exists() else None
