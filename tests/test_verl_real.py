@@ -155,7 +155,7 @@ def test_reward_manager_scores_through_the_exported_module(world):
 
 # ---- sampler --------------------------------------------------------------------------------------------------------
 def test_sampler_instantiated_as_verls_hook_does(world, monkeypatch):
-    """`StagedSampler` loaded by verl's own loader and built as the hook in `create_rl_sampler` (verl <= 0.7) builds it:
+    """`StagedSampler` loaded by verl's own loader and built as the hook in `create_rl_sampler` (verl 0.5-0.7) builds it:
     `cls(data_source=dataset, data_config=data_config)` over verl's RLHFDataset; verl's stateful dataloader (the
     trainer's, with verl's collate_fn) then yields the trainer's batches at 2.1:1, and resumes mid-stage."""
     from omegaconf import open_dict
@@ -166,7 +166,7 @@ def test_sampler_instantiated_as_verls_hook_does(world, monkeypatch):
     from staged_rl.curriculum import StratifiedSampler, build_strata
     monkeypatch.chdir(world['out'])
     c = compose(world['out'], 'stage1_stage1')
-    with open_dict(c):  # the hook's settings (verl <= 0.7 has `data.sampler`; 0.9.1 dropped it)
+    with open_dict(c):  # the hook's settings (verl 0.5-0.7 have `data.sampler`; 0.9.1 dropped it)
         c.data.sampler = {'class_path': 'pkg://staged_rl.integrations.verl', 'class_name': 'StagedSampler'}; c.data.dataloader_num_workers = 0
     data_cfg = c.data
     ds = create_rl_dataset(data_cfg.train_files, data_cfg, world['tok'], None, is_train=True)
