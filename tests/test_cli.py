@@ -204,5 +204,9 @@ def test_export_verl_smoke_in_an_empty_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path/'out').glob('*.parquet')) == ['stage1_stage1.parquet', 'stage2_stage2.parquet', 'val_code.parquet', 'val_math.parquet']
     assert 'def compute_score(data_source, solution_str, ground_truth, extra_info=None' in (tmp_path/'out'/'reward.py').read_text()
     assert json.loads(r.stdout.strip().splitlines()[-1])['stages'][1]['config'] == 'stage2_stage2.yaml'
+    import pyarrow.parquet as pq
+    info = [r['extra_info'] for r in pq.read_table(tmp_path/'out'/'stage2_stage2.parquet').to_pylist()]
+    assert {e['level'] for e in info} == {3} and all(set(e['pass_rates']) == {'small', 'medium', 'large', 'strongest'} for e in info)
+    assert all(e['pass_rates']['strongest'] is not None for e in info)  # the ladder's rates from the scoring run, per problem
     r = cli('export', 'verl', 'smoke', *fast, '--out', 'again', cwd=tmp_path)  # the level files now exist: nothing is built
     assert r.returncode == 0 and 'building' not in r.stderr and (tmp_path/'again'/'reward.py').exists()
