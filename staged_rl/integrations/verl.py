@@ -156,7 +156,7 @@ def stage_rows(cfg, # the `Config`
     seen = set(idx); idx += [j for j in range(len(pool)) if j not in seen]  # the rest of the pool, after the last batch
     return [{**pool[j], 'extra_info': {**pool[j]['extra_info'], 'index': n}} for n, j in enumerate(idx)]
 
-# %% ../../nbs/13_verl.ipynb #9b1aa424
+# %% ../../nbs/13_verl.ipynb #b469e803
 def verl_stage_settings(cfg, # the `Config`
                         i:int, # the stage's index
                         files:dict, # 'train', 'val' (list), 'reward', 'checkpoints': paths the config points at
@@ -211,6 +211,8 @@ def stage_differences(cfg, i:int) -> list[str]:
     if i > 0 and cfg.grpo.kl_coef > 0: out.append("reference model: verl's reference is the model a stage starts from (stage 1's final policy here); staged_rl keeps the initial policy")
     if i > 0 and not st.reset_optimizer: out.append("optimizer: stage 2 starts with a fresh optimizer in verl; staged_rl carries AdamW's state over (reset_optimizer=false)")
     if st.plateau is not None: out.append(f"plateau rule on {st.plateau.metric}: verl runs the full max_steps={st.max_steps}")
+    ks = sorted({e.k for e in cfg.eval.sets})
+    if len(ks) > 1: out.append(f"evaluation samples: verl draws val_kwargs.n={ks[-1]} per problem on every held-out set; staged_rl uses each set's k {ks}")
     return out
 
 # %% ../../nbs/13_verl.ipynb #82f8e49e
