@@ -118,13 +118,13 @@ def test_rlhf_dataset_loads_export_with_the_package_prompts(world, monkeypatch):
     assert {k for k in train[0]['extra_info']} >= {'id', 'level', 'pass_rates', 'stratum', 'weight', 'pos', 'index'}
 
 # ---- reward -----------------------------------------------------------------------------------------------------------
-def test_reward_manager_scores_through_the_exported_module(world):
+def test_reward_manager_scores_through_the_exported_module(world, monkeypatch):
     "verl's reward manager (loaded from the stage config, as the trainer does) gives this package's rewards on a batch."
     import numpy as np, torch
     from verl import DataProto
     from verl.trainer.ppo.reward import load_reward_manager
     from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
-    os.chdir(world['out'])
+    monkeypatch.chdir(world['out'])
     c = compose(world['out'], 'stage1_stage1')
     tok, cfg = world['tok'], world['cfg']
     mgr = load_reward_manager(c, tok)
