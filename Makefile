@@ -2,7 +2,7 @@
 PY ?= python3
 SHELL := /bin/bash
 
-.PHONY: install test test-nbs test-py test-vllm data reproduce sync-check readme docs docs-check chromium clean
+.PHONY: install test test-nbs test-py test-vllm test-verl data reproduce sync-check readme docs docs-check chromium clean
 
 # CPU machines: install the CPU torch wheel first, so that nothing pulls GBs of CUDA wheels.
 # GPU boxes: install torch for your CUDA yourself, then `pip install -e ".[dev,vllm]"` (see README).
@@ -50,6 +50,29 @@ $(VLLM_VENV)/.staged-rl-deps: Makefile
 test-vllm: $(VLLM_VENV)/.staged-rl-deps
 	OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR) STAGED_RL_NO_SKIPS=1 STAGED_RL_VLLM_VENV=$(abspath $(VLLM_VENV)) \
 	  $(VLLM_PY) -m pytest -q -p no:cacheprovider -rs tests/test_vllm_real.py tests/test_vllm_scoring.py
+
+# Real verl (volcengine/verl 0.9.1) in its own virtualenv: it pins transformers<5.11 (the main environment has a newer
+# one), so it cannot share it. CPU torch first (the same wheel as `make install`), then verl from PyPI with the
+# transformers it accepts, then the package's own dependencies with verl's torch and transformers held fixed. Built once
+# at $(VERL_VENV); point STAGED_RL_VERL_VENV at an existing one to reuse it. tests/test_verl*.py run with it and
+# STAGED_RL_REQUIRE_VERL=1, which turns "verl is not importable" from a skip into a failure.
+VERL_VENV ?= $(or $(STAGED_RL_VERL_VENV),.venv-verl)
+VERL_PY = $(VERL_VENV)/bin/python
+VERL_DEPS = accelerate math-verify pyyaml tqdm pandas pyarrow pytest pytest-timeout sortedcontainers cachetools uvicorn fastapi pyzmq msgspec
+
+$(VERL_VENV)/.staged-rl-deps: Makefile
+	@if [ ! -x $(VERL_PY) ]; then \
+	  echo "building the verl virtualenv at $(VERL_VENV)"; \
+	  $(PY) -m venv $(VERL_VENV) && $(VERL_PY) -m pip install -q --upgrade pip && \
+	  $(VERL_PY) -m pip install -q torch==2.13.0 && \
+	  $(VERL_PY) -m pip install -q verl==0.9.1; fi
+	$(VERL_PY) -m pip freeze | grep -iE '^(torch|transformers|tokenizers|numpy|verl)==' > $(VERL_VENV)/staged-rl-constraints.txt
+	$(VERL_PY) -m pip install -q -c $(VERL_VENV)/staged-rl-constraints.txt $(VERL_DEPS)
+	$(VERL_PY) -c "from verl.utils.dataset.rl_dataset import RLHFDataset; import verl.trainer.main_ppo, math_verify, yaml"
+	touch $@
+
+test-verl: $(VERL_VENV)/.staged-rl-deps
+	OMP_NUM_THREADS=1 STAGED_RL_REQUIRE_VERL=1 PYTHONPATH=$(CURDIR) $(VERL_PY) -m pytest -q -p no:cacheprovider $(wildcard tests/test_verl*.py)
 
 # The main job: the CPU reproduction of the paper's experiments (figures and tables under runs/tiny-cpu).
 reproduce: install

@@ -9,9 +9,9 @@ from pathlib import Path
 from .config import ConfigError, PRESETS, ROLES, load_config, show_progress
 
 # %% auto #0
-__all__ = ['COMMANDS', 'UsageError', 'bad_input', 'looks_like_path', 'check_model', 'cmd_config', 'cmd_ladder', 'cmd_score',
-           'cmd_filter', 'check_stage_data', 'cmd_train', 'eval_table_path', 'cmd_eval', 'cmd_reproduce',
-           'command_parser', 'top_parser', 'no_progress', 'main']
+__all__ = ['EXPORT_ENGINES', 'COMMANDS', 'UsageError', 'bad_input', 'looks_like_path', 'check_model', 'cmd_config', 'cmd_ladder',
+           'cmd_score', 'cmd_filter', 'check_stage_data', 'cmd_train', 'eval_table_path', 'cmd_eval', 'cmd_reproduce',
+           'tiny_world', 'cmd_export', 'command_parser', 'top_parser', 'no_progress', 'main']
 
 # %% ../nbs/10_cli.ipynb #587b7ad9
 class UsageError(Exception):
@@ -174,6 +174,31 @@ def cmd_reproduce(a) -> int:
     except (ReproduceError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 1
     return 0
 
+# %% ../nbs/10_cli.ipynb #c3f1e8b2
+EXPORT_ENGINES = ('verl',)  # `staged-rl export ENGINE ...`
+
+def tiny_world(cfg) -> bool:
+    "Whether every ladder model that scores and every pool source of `cfg` is the tiny world's (its level files take minutes on a CPU)."
+    return all(getattr(cfg.ladder, r).startswith('tiny:') for r in cfg.scoring.roles) and all(str(s).startswith('tiny:') for s in cfg.data.pool)
+
+def cmd_export(a) -> int:
+    "Write what another engine needs to run the staged curriculum; print a summary, last line as JSON."
+    from staged_rl.integrations.verl import export_verl
+    cfg = _cfg(a)
+    try: check_stage_data(cfg)
+    except UsageError as e:
+        if not (tiny_world(cfg) and 'no level files' in str(e)): raise
+        from staged_rl import scoring
+        from staged_rl.filtering import load_pool
+        print(f"export: {e}; building the tiny world's level files first (score + filter)", file=sys.stderr)
+        scoring.score_pool(load_pool(cfg), cfg); scoring.write_levels(cfg)
+        check_stage_data(cfg)
+    with bad_input(f"export {a.engine}: "): summ = export_verl(cfg, a.out, a.max_prompt_length)
+    for st in summ['stages']: print(f"{st['file']}: {st['steps']} steps over {st['problems']} problems; config {st['config']}" +
+                                    ''.join(f"\n  differs: {d}" for d in st['differences']))
+    print(f"held-out: {', '.join(v['file'] for v in summ['val'].values())}; reward: {summ['reward']}; launch: {Path(a.out)/summ['launch']}")
+    print(json.dumps(summ)); return 0
+
 # %% ../nbs/10_cli.ipynb #94c5b495
 COMMANDS = {  # name: one-line help
     'config': 'print the resolved configuration (or the error)',
@@ -183,12 +208,14 @@ COMMANDS = {  # name: one-line help
     'train': 'staged GRPO training (resumable)',
     'eval': 'evaluate a model: pass@1 averaged over k samples',
     'reproduce': "run the paper's experiment notebooks with papermill",
+    'export': 'write what another engine needs to run the curriculum (verl: parquet, reward, configs, launch script)',
 }
 _CFG_HELP = f"a preset ({', '.join(PRESETS)}) or a YAML/JSON config file (which may name a preset as `base`)"
 
 def command_parser(name:str) -> argparse.ArgumentParser:
     "The argument parser of `staged-rl <name>`."
     p = _Parser(prog=f'staged-rl {name}', description=COMMANDS[name] + '.')
+    if name == 'export': p.add_argument('engine', choices=EXPORT_ENGINES, help='the engine to export to: ' + ', '.join(EXPORT_ENGINES))
     if name == 'reproduce':
         from staged_rl.reproduce import EXPERIMENTS
         p.add_argument('config', nargs='?', metavar='PRESET', help='the preset (same as --preset)')
@@ -208,6 +235,9 @@ def command_parser(name:str) -> argparse.ArgumentParser:
     if name == 'eval':
         p.add_argument('--model', help='model spec: tiny:<role>, a folder or a Hub id (also `model=SPEC`); default: model.policy')
         p.add_argument('--out', help='where to write the JSON table (also `out=FILE`); default: eval_<folder>.json next to a model folder, else <output.dir>/eval_<model>.json')
+    if name == 'export':
+        p.add_argument('--out', required=True, help='the folder to write')
+        p.add_argument('--max-prompt-length', type=int, default=2048, help="verl's data.max_prompt_length (longer prompts are an error)")
     if name == 'score': p.add_argument('--import', dest='import_file', metavar='FILE', help='store pass rates measured elsewhere instead of scoring')
     p.add_argument('--no-progress', action='store_true', help='no progress bars (also: STAGED_RL_NO_PROGRESS=1)')
     return p

@@ -16,7 +16,8 @@ __all__ = ['DOMAINS', 'LAYOUTS', 'HUB_BENCHMARKS', 'SOURCE_RESOLVERS', 'SOURCE_P
            'check_problem', 'detect_layout', 'row_to_problem', 'ProblemList', 'load_file', 'local_override',
            'load_hub_rows', 'load_benchmark', 'register_source', 'level_path', 'cfg_levels_dir', 'load_problems',
            'save_problems', 'am_math_level', 'load_am_math', 'eurus_row_to_problem', 'load_eurus_code',
-           'load_livecodebench', 'load_eval_problems', 'format_problem', 'build_prompt', 'prompt_ids']
+           'load_livecodebench', 'load_eval_problems', 'format_problem', 'prompt_messages', 'build_prompt',
+           'prompt_ids']
 
 # %% ../nbs/01_data.ipynb #90bc0bbc
 DOMAINS = ('math', 'code')
@@ -477,15 +478,22 @@ def _chat(tokenizer, dc:DataConfig) -> bool:
     "Whether prompts go through `tokenizer`'s chat template."
     return bool(dc.chat_template and tokenizer is not None and getattr(tokenizer, 'chat_template', None))
 
+def prompt_messages(p:Problem, # the problem
+                    data_cfg:DataConfig|None=None, # `cfg.data`: the templates
+                   ) -> list[dict]:
+    "The chat messages of `p`'s prompt: one user turn, its statement inside the domain's template (what engines that apply the chat template themselves are given)."
+    dc = data_cfg or DataConfig()
+    return [{'role': 'user', 'content': format_problem(p, (dc.math_template if p.domain == 'math' else dc.code_template) or None)}]
+
 def build_prompt(p:Problem, # the problem
                  tokenizer=None, # wraps the text in its chat template when it has one
                  data_cfg:DataConfig|None=None, # `cfg.data`: templates and whether to use the chat template
                 ) -> str:
     "The exact text the model is given for `p`."
     dc = data_cfg or DataConfig()
-    text = format_problem(p, (dc.math_template if p.domain == 'math' else dc.code_template) or None)
-    if _chat(tokenizer, dc): return tokenizer.apply_chat_template([{'role': 'user', 'content': text}], tokenize=False, add_generation_prompt=True)
-    return text
+    msgs = prompt_messages(p, dc)
+    if _chat(tokenizer, dc): return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    return msgs[0]['content']
 
 def prompt_ids(problems:list, # `Problem`s
                tokenizer, # the model's tokenizer

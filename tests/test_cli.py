@@ -206,3 +206,24 @@ def test_stale_tmp_of_a_dead_build_is_removed(tmp_path):
     for d in (stale, live): (d/'tokenizer').mkdir(parents=True)
     assert remove_stale_builds(tmp_path) == [stale]
     assert not stale.exists() and live.exists()
+
+# ---- export ---------------------------------------------------------------------------------------------------------
+def test_export_help_lists_verl():
+    r = cli('export', '--help')
+    assert r.returncode == 0 and '{verl}' in r.stdout and '--out' in r.stdout
+
+def test_export_verl_smoke_in_an_empty_folder(tmp_path):
+    "No level files yet: the tiny world's are built first (said in one stderr line), then the parquet files and reward.py."
+    fast = ['scoring.k=2', 'scoring.round_size=2', 'scoring.sampling.max_new_tokens=32']  # a smaller scoring run than the preset's
+    r = cli('export', 'verl', 'smoke', *fast, '--out', 'out', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "building the tiny world's level files first" in r.stderr and (tmp_path/'runs'/'smoke'/'levels'/'level2_math.jsonl').exists()
+    assert sorted(p.name for p in (tmp_path/'out').glob('*.parquet')) == ['stage1_stage1.parquet', 'stage2_stage2.parquet', 'val_code.parquet', 'val_math.parquet']
+    assert 'def compute_score(data_source, solution_str, ground_truth, extra_info=None' in (tmp_path/'out'/'reward.py').read_text()
+    assert json.loads(r.stdout.strip().splitlines()[-1])['stages'][1]['config'] == 'stage2_stage2.yaml'
+    import pyarrow.parquet as pq
+    info = [r['extra_info'] for r in pq.read_table(tmp_path/'out'/'stage2_stage2.parquet').to_pylist()]
+    assert {e['level'] for e in info} == {3} and all(set(e['pass_rates']) == {'small', 'medium', 'large', 'strongest'} for e in info)
+    assert all(e['pass_rates']['strongest'] is not None for e in info)  # the ladder's rates from the scoring run, per problem
+    r = cli('export', 'verl', 'smoke', *fast, '--out', 'again', cwd=tmp_path)  # the level files now exist: nothing is built
+    assert r.returncode == 0 and 'building' not in r.stderr and (tmp_path/'again'/'reward.py').exists()

@@ -59,7 +59,8 @@ def test_audit_finds_missing_docstrings():
 
 def test_modules_are_indexed():
     "The audit covers every module of the package, not an empty list."
-    files = {p.stem for p in Path(importlib.import_module('staged_rl').__file__).parent.glob('[!_]*.py')}
+    pkg = Path(importlib.import_module('staged_rl').__file__).parent
+    files = {p.relative_to(pkg).with_suffix('').as_posix().replace('/', '.') for p in pkg.rglob('[!_]*.py')}  # subpackages too
     assert {m.split('.', 1)[1] for m in MODULES} == files
 
 def test_public_api_has_docstrings():
