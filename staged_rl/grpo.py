@@ -9,7 +9,7 @@ import torch
 
 # %% auto #0
 __all__ = ['token_logprobs', 'group_advantages', 'collate_completions', 'TokenStats', 'token_stats_head', 'sequence_logprobs',
-           'grpo_loss', 'loss_mask']
+           'packed_attention', 'use_packed_attention', 'pack_completions', 'packed_logprobs', 'grpo_loss', 'loss_mask']
 
 # %% ../nbs/06_grpo.ipynb #2cbaafa6
 def group_advantages(rewards, # (B,) rewards ordered group by group: B = n_groups * group_size
@@ -152,6 +152,83 @@ def sequence_logprobs(model, # a causal LM; called with input_ids, attention_mas
     return st[..., 0], (st[..., 1] if with_entropy else None)
 
 token_logprobs = sequence_logprobs  # the name in the project contract
+
+# %% ../nbs/06_grpo.ipynb #0888d4cd
+def packed_attention(module, query, key, value, # (1, H, T, D) queries, (1, H_kv, T, D) keys and values
+                     attention_mask, dropout:float=0.0, scaling:float|None=None,
+                     cu_seq_lens_q:torch.Tensor|None=None, # (S+1,) sequence boundaries in the packed row; None: plain SDPA
+                     max_length_q:int|None=None, # the longest sequence (the varlen kernel's tiling)
+                     sliding_window=None, **kwargs):
+    "Attention of each packed sequence to itself only (causal); transformers' SDPA when no boundaries are given."
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    if cu_seq_lens_q is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, sliding_window=sliding_window, **kwargs)
+    if query.shape[0] != 1 or attention_mask is not None or sliding_window is not None:
+        raise ValueError("packed_attention: packed sequences need one row, no attention mask and no sliding window")
+    gqa = key.shape[1] != query.shape[1]
+    dt = torch.get_autocast_dtype('cuda') if query.is_cuda and torch.is_autocast_enabled('cuda') else query.dtype
+    if query.is_cuda and dt in (torch.float16, torch.bfloat16) and not dropout:  # flash varlen: no padding, causal tiles skipped
+        from torch.nn.attention.varlen import varlen_attn
+        q, k, v = (x[0].transpose(0, 1).to(dt).contiguous() for x in (query, key, value))  # (T, H, D)
+        cu = cu_seq_lens_q.to(torch.int32)
+        return varlen_attn(q, k, v, cu, cu, int(max_length_q), int(max_length_q), scale=scaling, window_size=(-1, 0), enable_gqa=gqa)[None], None
+    b = cu_seq_lens_q.tolist()
+    out = torch.cat([torch.nn.functional.scaled_dot_product_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=dropout,
+                                                                      scale=scaling, is_causal=True, enable_gqa=gqa)
+                     for s, e in zip(b[:-1], b[1:])], 2)  # (1, H, T, D)
+    return out.transpose(1, 2).contiguous(), None  # (1, T, H, D), transformers' layout
+
+def use_packed_attention(model):
+    "Route the model's attention through `packed_attention` (SDPA models; flash-attention models take packed input natively)."
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    AttentionInterface.register('sdpa_packed', packed_attention); AttentionMaskInterface.register('sdpa_packed', sdpa_mask)
+    m = _inner(model); impl = m.config._attn_implementation
+    if impl == 'sdpa': m.set_attn_implementation('sdpa_packed')
+    elif impl != 'sdpa_packed' and not str(impl).startswith('flash_attention'):
+        raise ValueError(f"packed sequences need attn_implementation sdpa or flash_attention_*; this model uses {impl!r} "
+                         "(or set grpo.micro_batch_layout=padded)")
+
+def pack_completions(groups, # list (per prompt) of lists of completions, or a flat list of completions
+                     device=None) -> dict:
+    "Concatenate prompt + response of every completion into one row: `input_ids`, `position_ids` (1, T), `cu_seqlens`, `index` (B, K)."
+    flat = [c for g in groups for c in (g if isinstance(g, (list, tuple)) else [g])]
+    if not flat: raise ValueError("pack_completions: no completions")
+    B, K = len(flat), max(1, max(len(c.ids) for c in flat))
+    ids, pos, bounds = [], [], [0]
+    index, comp_ids, comp_mask = (torch.zeros((B, K), dtype=torch.long) for _ in range(3))
+    for i, c in enumerate(flat):
+        p, k = len(c.prompt_ids), len(c.ids)
+        if not p: raise ValueError(f"pack_completions: completion {i} has an empty prompt (its first token would have no predictor)")
+        if not k: continue  # nothing to predict: the sequence is left out of the row
+        seq = (list(c.prompt_ids) + list(c.ids))[:-1]  # the last token predicts nothing
+        index[i, :k] = bounds[-1] + p - 1 + torch.arange(k)  # position p-1 of the sequence predicts response token 0
+        comp_ids[i, :k], comp_mask[i, :k] = torch.tensor(c.ids), 1
+        ids += seq; pos += range(len(seq)); bounds.append(bounds[-1] + len(seq))
+    out = dict(input_ids=torch.tensor([ids], dtype=torch.long), position_ids=torch.tensor([pos], dtype=torch.long),
+               cu_seqlens=torch.tensor(bounds, dtype=torch.int32), index=index, completion_ids=comp_ids, completion_mask=comp_mask,
+               truncated=torch.tensor([c.finish_reason == 'length' for c in flat]))
+    out = {k: v.to(device) for k, v in out.items()} if device is not None else out
+    return {**out, 'max_len': max([b - a for a, b in zip(bounds[:-1], bounds[1:])], default=0)}
+
+def packed_logprobs(model, # a causal LM with SDPA or flash attention (see `use_packed_attention`)
+                    input_ids:torch.Tensor, position_ids:torch.Tensor, # (1, T) from `pack_completions`
+                    cu_seqlens:torch.Tensor, max_len:int, # sequence boundaries (S+1,) and the longest sequence
+                    completion_ids:torch.Tensor, index:torch.Tensor, # (B, K) response tokens and the packed position predicting each
+                    keep:torch.Tensor, # (B, K) tokens that count (e.g. `loss_mask`); others get 0 and cost nothing in the head
+                    with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512,
+                   ) -> tuple[torch.Tensor, torch.Tensor|None]:
+    "`sequence_logprobs` on packed sequences: (B, K) log-probs and entropies of the responses, zero where not kept."
+    use_packed_attention(model)
+    keep = keep.bool()
+    tgt, hit = torch.zeros_like(input_ids), torch.zeros_like(input_ids, dtype=torch.bool)
+    tgt[0, index[keep]], hit[0, index[keep]] = completion_ids[keep], True
+    no_mask = {t: None for t in set(getattr(_inner(model).config, 'layer_types', None) or ['full_attention'])}  # transformers builds no mask
+    with token_stats_head(model, tgt, hit, temperature, with_entropy, chunk_tokens):
+        st = model(input_ids=input_ids, position_ids=position_ids, attention_mask=no_mask, cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens,
+                   max_length_q=max_len, max_length_k=max_len).logits  # (1, T, 2)
+    st = st[0][index] * keep[..., None]  # (B, K, 2)
+    return st[..., 0], (st[..., 1] if with_entropy else None)
 
 # %% ../nbs/06_grpo.ipynb #4b56cd29
 def _masked_mean(x, mask, n): return (x * mask).sum() / n
