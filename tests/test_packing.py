@@ -194,3 +194,50 @@ def test_train_rows_carry_perf_metrics(tmp_path):
     step = [r for r in rows if 'reward' in r][0]
     for k in ('perf/mfu/update', 'perf/gen_tokens_per_s_per_gpu', 'perf/ref_tokens_per_s_per_gpu', 'perf/update_tokens_per_s_per_gpu'):
         assert step[k] > 0, k
+
+# ---- several processes: DDP and FSDP2 on packed micro-batches take the one-process padded step ----------------------
+SCRIPT = r'''
+import sys, torch
+sys.path.insert(0, {tests!r})
+from test_packing import dist_batch
+from test_distributed import run_update
+from accelerate import Accelerator
+from staged_rl.trainer import shard_model
+acc = Accelerator(cpu=True)
+model, mbs = dist_batch(acc.process_index, acc.num_processes, 'packed')
+if {fsdp!r}: model = shard_model(model)
+grads, stats = run_update(model, mbs, acc)
+if acc.is_main_process: torch.save({{'grads': grads, 'stats': stats}}, {out!r})
+'''
+
+def dist_batch(rank=0, world=1, layout='packed'):
+    "A toy model and this process's micro-batches (rank 0 the short responses, rank 1 the long ones) in `layout`."
+    from staged_rl.rollout import toy_lm, HFEngine, SamplingParams
+    from staged_rl.trainer import make_micro_batches
+    torch.manual_seed(0)
+    model, tok = toy_lm(seed=1, eos_bias=1.0)
+    groups = HFEngine(model, tok).generate(PROMPTS, 4, SamplingParams(max_new_tokens=24, temperature=0.9, seed=4))
+    flat = sorted((c for g in groups for c in g), key=lambda c: len(c.ids))
+    adv = torch.linspace(-1, 1, len(flat))
+    mine = list(range(len(flat)))[rank * len(flat) // world:(rank + 1) * len(flat) // world]
+    g = GRPOConfig(micro_batch=3, max_tokens_per_micro_batch=60, micro_batch_layout=layout)
+    return model, make_micro_batches([[flat[i]] for i in mine], adv[mine], g, tok.pad_token_id, 'cpu', share_prompts=False)
+
+@pytest.mark.parametrize('fsdp', [False, True])
+def test_two_processes_packed_take_the_one_process_padded_step(tmp_path, fsdp):
+    "DDP and FSDP2 (gradients reduced once, a global token count) on packed rows give the padded one-process gradients."
+    import os, shutil, subprocess, sys
+    from pathlib import Path
+    from test_distributed import run_update, free_port
+    if shutil.which('torchrun') is None: pytest.skip('torchrun not found')
+    model, mbs = dist_batch(layout='padded')
+    want, stats1 = run_update(model, mbs)
+    script = tmp_path/'run.py'
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path/'out.pt'), fsdp=fsdp))
+    env = {**os.environ, 'OMP_NUM_THREADS': '1',
+           'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
+    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = torch.load(tmp_path/'out.pt')
+    assert got['stats']['tokens'] == stats1['tokens']
+    for a, b in zip(want, got['grads']): torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
