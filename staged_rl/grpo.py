@@ -68,9 +68,10 @@ class TokenStats(torch.autograd.Function):
                 weight, # (V, H) the LM head's weight
                 bias, # (V,) or None
                 targets, # (N,) token ids
-                temperature:float, chunk:int, with_entropy:bool):
+                temperature:float, chunk:int, with_entropy:bool,
+                lowp_weight_grad:bool=False): # the weight's gradient as a matmul in the compute dtype (bf16 under autocast), not fp32
         ctx.cdtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else weight.dtype
-        ctx.temperature, ctx.chunk, ctx.with_entropy, ctx.has_bias = temperature, chunk, with_entropy, bias is not None
+        ctx.temperature, ctx.chunk, ctx.with_entropy, ctx.has_bias, ctx.lowp = temperature, chunk, with_entropy, bias is not None, lowp_weight_grad
         w = weight.to(ctx.cdtype)  # one cast per call (a no-op without autocast)
         lp = torch.zeros(h.shape[0], dtype=torch.float32, device=h.device); ent = torch.zeros_like(lp)
         with torch.autocast(h.device.type, enabled=False):
@@ -102,10 +103,10 @@ class TokenStats(torch.autograd.Function):
                 if ctx.with_entropy: gz.add_(z)
                 gz.div_(T)
                 if gh is not None: gh[s:s+c] = (gz.to(w.dtype) @ w).to(h.dtype)
-                if gw is not None: gw += gz.T @ h[s:s+c].float()
+                if gw is not None: gw += (gz.to(w.dtype).T @ h[s:s+c].to(w.dtype)).float() if ctx.lowp else gz.T @ h[s:s+c].float()
                 if gb is not None: gb += gz.sum(0)
         return (gh, gw.to(weight.dtype) if gw is not None else None, gb.to(bias.dtype) if gb is not None else None,
-                None, None, None, None)
+                None, None, None, None, None)
 
 def _inner(model):
     "The model inside DDP/FSDP/accelerate wrappers."
@@ -119,6 +120,7 @@ def token_stats_head(model, # a causal LM (wrapped or not) whose output embeddin
                      temperature:float=1.0, with_entropy:bool=False,
                      chunk_tokens:int=512, # tokens per logits chunk: peak memory ~ 2 * chunk_tokens * V * 4 bytes
                      repeat:int=1, # repeat each row of the head's input this many times first (shared prompts)
+                     lowp_weight_grad:bool=False, # the head weight's gradient matmul in the compute dtype (see `TokenStats`)
                     ):
     "While active, the model's LM head returns (B, K, 2) fp32 `[log-prob, entropy]` of `targets` instead of logits."
     head = _inner(model).get_output_embeddings()
@@ -127,7 +129,7 @@ def token_stats_head(model, # a causal LM (wrapped or not) whose output embeddin
         if repeat > 1: h = h.repeat_interleave(repeat, 0)
         if h.shape[:2] != targets.shape: raise ValueError(f"token_stats_head: hidden states {tuple(h.shape[:2])} vs targets {tuple(targets.shape)}")
         lp, ent = TokenStats.apply(h[m], head.weight, head.bias if getattr(head, 'bias', None) is not None else None,
-                                   targets[m], float(temperature), int(chunk_tokens), with_entropy)
+                                   targets[m], float(temperature), int(chunk_tokens), with_entropy, lowp_weight_grad)
         out = torch.zeros(*targets.shape, 2, dtype=torch.float32, device=h.device)
         return out.index_put((m,), torch.stack([lp, ent], -1))
     head.forward = forward
@@ -141,13 +143,14 @@ def sequence_logprobs(model, # a causal LM; called with input_ids, attention_mas
                       with_entropy:bool=False, # also return the per-token entropy of the predictive distribution
                       temperature:float=1.0, # logits are divided by this (use the sampling temperature)
                       chunk_tokens:int=512, # tokens per logits chunk (memory); see `token_stats_head`
+                      lowp_weight_grad:bool=False, # the LM head weight's gradient in the compute dtype; see `TokenStats`
                      ) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Log-probs (B, K) of the last K tokens of `input_ids` under `model`, and entropies (B, K) or None."
     K = completion_mask if isinstance(completion_mask, int) else completion_mask.shape[1]
     if not 1 <= K < input_ids.shape[1]: raise ValueError(f"sequence_logprobs: K={K} completion tokens in sequences of length {input_ids.shape[1]}")
     keep = torch.ones(input_ids.shape[0], K, dtype=torch.bool, device=input_ids.device) if isinstance(completion_mask, int) else completion_mask.bool()
     pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+K)
-    with token_stats_head(model, input_ids[:, -K:], keep, temperature, with_entropy, chunk_tokens):
+    with token_stats_head(model, input_ids[:, -K:], keep, temperature, with_entropy, chunk_tokens, lowp_weight_grad=lowp_weight_grad):
         st = model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], position_ids=pos[:, :-1], logits_to_keep=K).logits
     return st[..., 0], (st[..., 1] if with_entropy else None)
 
@@ -216,7 +219,7 @@ def packed_logprobs(model, # a causal LM with SDPA or flash attention (see `use_
                     cu_seqlens:torch.Tensor, max_len:int, # sequence boundaries (S+1,) and the longest sequence
                     completion_ids:torch.Tensor, index:torch.Tensor, # (B, K) response tokens and the packed position predicting each
                     keep:torch.Tensor, # (B, K) tokens that count (e.g. `loss_mask`); others get 0 and cost nothing in the head
-                    with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512,
+                    with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512, lowp_weight_grad:bool=False,
                    ) -> tuple[torch.Tensor, torch.Tensor|None]:
     "`sequence_logprobs` on packed sequences: (B, K) log-probs and entropies of the responses, zero where not kept."
     use_packed_attention(model)
@@ -224,7 +227,7 @@ def packed_logprobs(model, # a causal LM with SDPA or flash attention (see `use_
     tgt, hit = torch.zeros_like(input_ids), torch.zeros_like(input_ids, dtype=torch.bool)
     tgt[0, index[keep]], hit[0, index[keep]] = completion_ids[keep], True
     no_mask = {t: None for t in set(getattr(_inner(model).config, 'layer_types', None) or ['full_attention'])}  # transformers builds no mask
-    with token_stats_head(model, tgt, hit, temperature, with_entropy, chunk_tokens):
+    with token_stats_head(model, tgt, hit, temperature, with_entropy, chunk_tokens, lowp_weight_grad=lowp_weight_grad):
         st = model(input_ids=input_ids, position_ids=position_ids, attention_mask=no_mask, cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens,
                    max_length_q=max_len, max_length_k=max_len).logits  # (1, T, 2)
     st = st[0][index] * keep[..., None]  # (B, K, 2)

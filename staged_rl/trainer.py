@@ -149,6 +149,7 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
                            with_entropy:bool=False, temperature:float=1.0,
                            keep:torch.Tensor|None=None, # (G*n, K) tokens that count (default: `completion_mask`)
                            chunk_tokens:int=512, # tokens per logits chunk (`token_stats_head`)
+                           lowp_weight_grad:bool=False, # the LM head weight's gradient in the compute dtype (`TokenStats`)
                           ) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Like `sequence_logprobs`, computing each prompt once for its `n` responses: (G*n, K) log-probs and entropies."
     if _checkpointing(model): raise ValueError("shared_prefix_logprobs: activation checkpointing (training mode) drops the prompt's cache")
@@ -156,7 +157,7 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
     K, keep = completion_ids.shape[1], (completion_mask if keep is None else keep).bool()
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (G, P)
     cache = DynamicCache(config=model.config)
-    kw = dict(temperature=temperature, with_entropy=with_entropy, chunk_tokens=chunk_tokens)
+    kw = dict(temperature=temperature, with_entropy=with_entropy, chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad)
     with token_stats_head(model, completion_ids[:, :1], keep[:, :1], repeat=n, **kw):  # the prompt's last position predicts token 0
         st = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, past_key_values=cache,
                    use_cache=True, logits_to_keep=1).logits  # (B, 1, 2)
@@ -170,14 +171,14 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
         st = torch.cat([st, rest], 1)
     return st[..., 0], (st[..., 1] if with_entropy else None)
 
-def mb_logprobs(model, mb:dict, with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512):
+def mb_logprobs(model, mb:dict, with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512, lowp_weight_grad:bool=False):
     "Log-probs (and entropies) of a micro-batch's responses: packed, shared prompts (whole groups) or padded."
     if 'cu_seqlens' in mb: return packed_logprobs(model, mb['input_ids'], mb['position_ids'], mb['cu_seqlens'], mb['max_len'], mb['completion_ids'],
-                                                  mb['index'], mb['mask'], with_entropy, temperature, chunk_tokens)
+                                                  mb['index'], mb['mask'], with_entropy, temperature, chunk_tokens, lowp_weight_grad)
     if 'n' in mb: return shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'],
-                                                mb['n'], with_entropy, temperature, keep=mb['mask'], chunk_tokens=chunk_tokens)
+                                                mb['n'], with_entropy, temperature, keep=mb['mask'], chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad)
     return sequence_logprobs(model, mb['input_ids'], mb['attention_mask'], mb['mask'], with_entropy=with_entropy,
-                             temperature=temperature, chunk_tokens=chunk_tokens)
+                             temperature=temperature, chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad)
 
 # %% ../nbs/07_trainer.ipynb #303a1080
 def _weighted(stats:list[tuple[float, dict]]) -> dict:
@@ -248,7 +249,7 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
             with grad_sync(model, accelerator, sync=i == n_all - 1):  # gradients are reduced once, after the last backward
                 if i >= len(mbs): _empty_pass(model, accelerator); continue
                 mb = mbs[i]
-                lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T, chunk_tokens=chunk)
+                lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T, chunk_tokens=chunk, lowp_weight_grad=g.head_grad_dtype == 'compute')
                 loss, st = grpo_loss(lp, mb.get('old'), mb.get('ref'), mb['advantages'], mb['mask'], clip_eps=g.clip_eps,
                                      kl_coef=g.kl_coef if ref is not None else 0.0, entropies=ent, entropy_coef=entropy_coef, n_tokens=n_tokens)
                 if accelerator is None: loss.backward()
@@ -300,7 +301,7 @@ def matmul_peak_flops(device, dtype=torch.float32) -> float:
     key = (str(device), dtype, torch.get_num_threads() if device.type == 'cpu' else 0)
     if key not in _PEAK:
         cuda = device.type == 'cuda'
-        n, reps = (8192, 10) if cuda else (1024, 2)
+        n, reps = (8192, 10) if cuda else (512, 2)  # ~1 TFLOP a round on a GPU; ~0.5 GFLOP on a CPU (a tenth of a second)
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
         a @ b; sync()  # warm-up
