@@ -5,7 +5,9 @@ samples whose response lengths follow the GPU rehearsal's mix (`benchmarks/gpu_r
 the limit, the rest uniform on [1, 3/4 limit], mean half the limit), and the same batch at full length as a control.
 Each arm builds the trainer's micro-batches (`make_micro_batches`, token budget `--budget`) in one layout and runs one
 update (forward, backward, optimizer step; no reference); the arms alternate, `--reps` times each, and the medians
-are compared. One torch thread. On a shared machine, compare only the ratios printed by one run.
+are compared, in wall time and in the process's CPU time (one torch thread: CPU time is what the update costs, and
+it is far less disturbed than wall time when other jobs share the cores). On a shared machine, compare only the
+ratios printed by one run.
 
     python benchmarks/bench_packing.py [--limit 256] [--reps 7]
 """
@@ -45,20 +47,21 @@ def main():
                   for gr in synthetic_groups(p, 1, n, lengths[i * n:(i + 1) * n], cut[i * n:(i + 1) * n], vocab, eos, a.seed + i)]
         adv = group_advantages(torch.rand(G * n, generator=torch.Generator().manual_seed(a.seed)), n)
         arms = {'padded': (replace(cfg.grpo, micro_batch_layout='padded'), False), 'packed': (cfg.grpo, False), 'shared prompts': (cfg.grpo, True)}
-        times = {k: [] for k in arms}
+        times, cpu = {k: [] for k in arms}, {k: [] for k in arms}
         for _ in range(a.reps):
             for name, (g, share) in arms.items():
                 mbs = trainer.make_micro_batches(groups, adv, g, tok.pad_token_id, 'cpu', False, share)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 trainer.policy_update(model, None, opt, sched, mbs, replace(cfg, grpo=g), entropy_coef=0.001)
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(time.perf_counter() - t0); cpu[name].append(time.process_time() - c0)
         tokens = sum(len(c.prompt_ids) + len(c.ids) for gr in groups for c in gr)
         padded_tokens = sum(mb['input_ids'].numel() for mb in trainer.make_micro_batches(groups, adv, arms['padded'][0], tok.pad_token_id, 'cpu', False, False))
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med, cmed = ({k: statistics.median(v) for k, v in d.items()} for d in (times, cpu))
         print(f"{case}: mean response {sum(lengths) / len(lengths):.0f} tokens, {sum(cut)} cut; {tokens:,} real tokens, "
               f"{padded_tokens:,} in the padded micro-batches")
         for k, v in med.items():
-            print(f"  {k:<15} median {v:.3f} s over {a.reps} (min {min(times[k]):.3f} s); padded / {k} = {med['padded'] / v:.2f}x")
+            print(f"  {k:<15} wall median {v:.3f} s (min {min(times[k]):.3f}), CPU median {cmed[k]:.3f} s over {a.reps}; "
+                  f"padded / {k}: wall {med['padded'] / v:.2f}x, CPU {cmed['padded'] / cmed[k]:.2f}x")
 
 if __name__ == '__main__':
     main()

@@ -175,11 +175,29 @@ def packed_attention(module, query, key, value, # (1, H, T, D) queries, (1, H_kv
         q, k, v = (x[0].transpose(0, 1).to(dt).contiguous() for x in (query, key, value))  # (T, H, D)
         cu = cu_seq_lens_q.to(torch.int32)
         return varlen_attn(q, k, v, cu, cu, int(max_length_q), int(max_length_q), scale=scaling, window_size=(-1, 0), enable_gqa=gqa)[None], None
-    b = cu_seq_lens_q.tolist()
-    out = torch.cat([torch.nn.functional.scaled_dot_product_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], dropout_p=dropout,
-                                                                      scale=scaling, is_causal=True, enable_gqa=gqa)
-                     for s, e in zip(b[:-1], b[1:])], 2)  # (1, H, T, D)
-    return out.transpose(1, 2).contiguous(), None  # (1, T, H, D), transformers' layout
+    groups, where = _length_groups(cu_seq_lens_q)
+    pieces = []
+    for L, starts, idx in groups:  # one causal SDPA call per distinct length: the sequences of a length stacked
+        if idx is None: q, k, v = (x[:, :, starts[0]:starts[0] + L] for x in (query, key, value))  # (1, H, L, D) views
+        else: q, k, v = (x[0][:, idx].unflatten(1, (len(starts), L)).transpose(0, 1) for x in (query, key, value))  # (n, H, L, D)
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
+        pieces.append(o.transpose(1, 2).flatten(0, 1))  # (n L, H, D)
+    out = torch.cat(pieces)
+    return (out if where is None else out.new_empty(out.shape).index_copy(0, where, out))[None], None  # (1, T, H, D), transformers' layout
+
+_PLAN = [None, None]  # (weak reference to the last `cu_seqlens`, its plan): every layer of a forward (and its recompute) reuses it
+def _length_groups(cu:torch.Tensor):
+    "[(length, starts, gather index or None for one sequence)], and the packed position of each stacked token (None: in order)."
+    if _PLAN[0] is not None and _PLAN[0]() is cu: return _PLAN[1]
+    import weakref
+    b, by_len = cu.tolist(), {}
+    for s, e in zip(b[:-1], b[1:]): by_len.setdefault(e - s, []).append(s)
+    groups = [(L, st, None if len(st) == 1 else (torch.tensor(st, device=cu.device)[:, None] + torch.arange(L, device=cu.device)).flatten())
+              for L, st in by_len.items()]
+    order = [p for L, st, _ in groups for s in st for p in range(s, s + L)]
+    where = None if order == list(range(b[-1])) else torch.tensor(order, device=cu.device)
+    _PLAN[:] = weakref.ref(cu), (groups, where)
+    return _PLAN[1]
 
 def use_packed_attention(model):
     "Route the model's attention through `packed_attention` (SDPA models; flash-attention models take packed input natively)."

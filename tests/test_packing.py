@@ -94,7 +94,7 @@ def test_packed_under_activation_checkpointing():
     _, _, g1 = _grad(model, _packed_fn(model, pk), adv)
     for n in g0: torch.testing.assert_close(g1[n], g0[n], atol=1e-6, rtol=1e-6, msg=n)
 
-def test_generation_unchanged_by_packed_attention():
+def test_generation_unchanged_by_packed_attention(tmp_path):
     "`sdpa_packed` is transformers' SDPA when no boundaries are given: sampled tokens and their log-probs do not change."
     from staged_rl.rollout import toy_lm, HFEngine, SamplingParams
     from staged_rl.grpo import use_packed_attention
@@ -107,6 +107,8 @@ def test_generation_unchanged_by_packed_attention():
     assert [[c.ids for c in g] for g in after] == [[c.ids for c in g] for g in before]
     torch.testing.assert_close(torch.tensor([x for g in after for c in g for x in c.logprobs]),
                                torch.tensor([x for g in before for c in g for x in c.logprobs]), atol=1e-6, rtol=1e-6)
+    model.save_pretrained(tmp_path)  # a saved policy does not name the attention function (vLLM and a fresh process load it)
+    assert 'sdpa_packed' not in (tmp_path/'config.json').read_text()
     model.set_attn_implementation('eager')
     with pytest.raises(ValueError, match="'eager'"): use_packed_attention(model)
 
