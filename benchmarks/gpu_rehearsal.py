@@ -6,8 +6,8 @@ config, no download) and a local word-level tokenizer of the same vocabulary siz
 weights, a bf16 reference for the KL, the token-budget micro-batches, the chunked LM-head loss, stage 1 at 16,384
 tokens and stage 2 at 24,576 tokens with truncated responses masked and no entropy term, and an evaluation at
 the start, at each stage end and at the end. What it prints per stage: seconds split into generation / scoring /
-reference / update / sync, peak GPU memory, update tokens per second, and the projected time of a full
-128 x 16 step.
+reference / update / sync, peak GPU memory, update tokens per second, the update's MFU (`perf/mfu/update`), and
+the projected time of a full 128 x 16 step.
 
 What differs from a real run, and why:
 - **Responses are extended to the stage's limit.** A random model rarely stops, so every response runs to the

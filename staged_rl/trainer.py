@@ -302,7 +302,8 @@ def matmul_peak_flops(device, dtype=torch.float32) -> float:
     if key not in _PEAK:
         cuda = device.type == 'cuda'
         n, reps = (8192, 10) if cuda else (512, 2)  # ~1 TFLOP a round on a GPU; ~0.5 GFLOP on a CPU (a tenth of a second)
-        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        gen = torch.Generator(device=device).manual_seed(0)  # its own generator: the run's random state is untouched
+        a, b = (torch.randn(n, n, device=device, dtype=dtype, generator=gen) for _ in range(2))
         sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
         a @ b; sync()  # warm-up
         best = math.inf

@@ -172,6 +172,15 @@ def test_update_flops_by_hand():
                                         num_key_value_heads=1, tie_word_embeddings=True))
     assert update_flops(tied, [3, 5], 4) == 8496  # a tied head is counted once, as the head
 
+def test_peak_measurement_is_cached_and_leaves_the_rng_alone():
+    "The matmul rate is measured once per process and draws from its own generator (a resumed run samples the same)."
+    from staged_rl.trainer import matmul_peak_flops, _PEAK
+    _PEAK.clear()
+    state = torch.get_rng_state()
+    peak = matmul_peak_flops('cpu')
+    assert peak > 0 and torch.equal(torch.get_rng_state(), state)
+    assert matmul_peak_flops('cpu') == peak and len(_PEAK) == 1
+
 def test_seq_lens_agree_across_layouts():
     "The FLOP count sees the same sequences (no padding) whether a micro-batch is packed, padded or shares its prompts."
     from staged_rl.trainer import make_micro_batches, mb_seq_lens
