@@ -116,6 +116,7 @@ def update_benchmark(cfg, model_dir:Path, limits, prompt:list[int], seed:int, vo
             adv = group_advantages(rewards, n, cfg.grpo.scale_advantages)
             mbs = trainer.make_micro_batches(groups, adv, cfg.grpo, tok.pad_token_id, dev, stage.mask_truncated, share)
             ent = cfg.grpo.entropy_coef if stage.entropy_coef is None else stage.entropy_coef
+            if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
             st = trainer.policy_update(policy, ref, optimizer, scheduler, mbs, cfg, ent, acc)
             row = {'stage': stage.name, 'limit': limit, 'case': case, 'responses': G * n, 'mean_len': sum(lengths) / len(lengths),
                    'cut': sum(cut), 'micro_batches': len(mbs), 'layout': cfg.grpo.micro_batch_layout if 'n' not in mbs[0] else 'shared',
@@ -264,7 +265,10 @@ def main():
               f"{p['hf_generation_s_lower_bound']:.0f} s (not measured at full length; vLLM is the engine meant for it)")
     print(f"evaluations: {', '.join(f'{x:.1f}' for x in report['eval_s'])} s ({len(probs[:2])} problems x 2 samples, {eval_tokens} tokens)")
     if a.length_mix:
+        import gc
         from staged_rl.data import prompt_ids
+        wrapped.clear(); gc.collect()  # the trained policy (held by the engine) leaves the GPU first
+        if cuda: torch.cuda.empty_cache()
         prompt = prompt_ids(probs[:1], word_tokenizer(arch['vocab_size']), cfg.data)[0]
         report['length_mix'] = update_benchmark(cfg, out/'model', lengths, prompt, a.mix_seed, arch['vocab_size'], arch['vocab_size'] - 1)
     (out/'rehearsal.json').write_text(json.dumps(report, indent=1))
