@@ -125,8 +125,10 @@ class GRPOConfig:
     n_samples: int = 16  # rollouts per prompt: the GRPO group size
     batch_prompts: int = 128  # prompts per step; a step trains on batch_prompts * n_samples responses
     micro_batch: int = 8  # at most this many responses per forward/backward (gradient accumulation)
-    max_tokens_per_micro_batch: typing.Optional[int] = None  # and at most this many (padded) tokens; None: no token budget
+    max_tokens_per_micro_batch: typing.Optional[int] = None  # and at most this many tokens (padded: rows x longest; packed: their sum); None: no token budget
+    micro_batch_layout: str = 'packed'  # packed: sequences concatenated in one row, no padding; padded: rows padded to the longest (see the trainer)
     logit_chunk_tokens: int = 512  # tokens per chunk of LM-head logits in the loss (memory ~ 2 x chunk x vocab x 4 bytes)
+    head_grad_dtype: str = 'float32'  # float32 | compute: the LM head weight's gradient matmul in fp32, or in the compute dtype (bf16 under autocast)
     kl_coef: float = 0.001  # weight of the k3 KL penalty to the reference model (0 skips the reference)
     entropy_coef: float = 0.001  # weight of the entropy bonus; a stage can override it (paper stage 2: 0)
     clip_eps: float = 0.2  # PPO clip range; inert when updates_per_batch == 1 (ratio is 1)
@@ -146,6 +148,8 @@ class GRPOConfig:
         for n in ('kl_coef', 'entropy_coef', 'weight_decay', 'warmup_steps', 'max_refill_rounds'):
             _check(getattr(self, n) >= 0, n, getattr(self, n), 'a value >= 0')
         _check(0 < self.clip_eps < 1, 'clip_eps', self.clip_eps, 'a float in (0, 1)')
+        _check(self.micro_batch_layout in ('packed', 'padded'), 'micro_batch_layout', self.micro_batch_layout, 'packed or padded')
+        _check(self.head_grad_dtype in ('float32', 'compute'), 'head_grad_dtype', self.head_grad_dtype, 'float32 or compute')
         _check(self.max_grad_norm > 0, 'max_grad_norm', self.max_grad_norm, 'a float > 0')
 
 # %% ../nbs/00_config.ipynb #1fa57e16

@@ -9,7 +9,7 @@ import torch
 
 # %% auto #0
 __all__ = ['token_logprobs', 'group_advantages', 'collate_completions', 'TokenStats', 'token_stats_head', 'sequence_logprobs',
-           'grpo_loss', 'loss_mask']
+           'packed_attention', 'use_packed_attention', 'pack_completions', 'packed_logprobs', 'grpo_loss', 'loss_mask']
 
 # %% ../nbs/06_grpo.ipynb #2cbaafa6
 def group_advantages(rewards, # (B,) rewards ordered group by group: B = n_groups * group_size
@@ -68,9 +68,10 @@ class TokenStats(torch.autograd.Function):
                 weight, # (V, H) the LM head's weight
                 bias, # (V,) or None
                 targets, # (N,) token ids
-                temperature:float, chunk:int, with_entropy:bool):
+                temperature:float, chunk:int, with_entropy:bool,
+                lowp_weight_grad:bool=False): # the weight's gradient as a matmul in the compute dtype (bf16 under autocast), not fp32
         ctx.cdtype = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else weight.dtype
-        ctx.temperature, ctx.chunk, ctx.with_entropy, ctx.has_bias = temperature, chunk, with_entropy, bias is not None
+        ctx.temperature, ctx.chunk, ctx.with_entropy, ctx.has_bias, ctx.lowp = temperature, chunk, with_entropy, bias is not None, lowp_weight_grad
         w = weight.to(ctx.cdtype)  # one cast per call (a no-op without autocast)
         lp = torch.zeros(h.shape[0], dtype=torch.float32, device=h.device); ent = torch.zeros_like(lp)
         with torch.autocast(h.device.type, enabled=False):
@@ -102,10 +103,10 @@ class TokenStats(torch.autograd.Function):
                 if ctx.with_entropy: gz.add_(z)
                 gz.div_(T)
                 if gh is not None: gh[s:s+c] = (gz.to(w.dtype) @ w).to(h.dtype)
-                if gw is not None: gw += gz.T @ h[s:s+c].float()
+                if gw is not None: gw += (gz.to(w.dtype).T @ h[s:s+c].to(w.dtype)).float() if ctx.lowp else gz.T @ h[s:s+c].float()
                 if gb is not None: gb += gz.sum(0)
         return (gh, gw.to(weight.dtype) if gw is not None else None, gb.to(bias.dtype) if gb is not None else None,
-                None, None, None, None)
+                None, None, None, None, None)
 
 def _inner(model):
     "The model inside DDP/FSDP/accelerate wrappers."
@@ -119,6 +120,7 @@ def token_stats_head(model, # a causal LM (wrapped or not) whose output embeddin
                      temperature:float=1.0, with_entropy:bool=False,
                      chunk_tokens:int=512, # tokens per logits chunk: peak memory ~ 2 * chunk_tokens * V * 4 bytes
                      repeat:int=1, # repeat each row of the head's input this many times first (shared prompts)
+                     lowp_weight_grad:bool=False, # the head weight's gradient matmul in the compute dtype (see `TokenStats`)
                     ):
     "While active, the model's LM head returns (B, K, 2) fp32 `[log-prob, entropy]` of `targets` instead of logits."
     head = _inner(model).get_output_embeddings()
@@ -127,7 +129,7 @@ def token_stats_head(model, # a causal LM (wrapped or not) whose output embeddin
         if repeat > 1: h = h.repeat_interleave(repeat, 0)
         if h.shape[:2] != targets.shape: raise ValueError(f"token_stats_head: hidden states {tuple(h.shape[:2])} vs targets {tuple(targets.shape)}")
         lp, ent = TokenStats.apply(h[m], head.weight, head.bias if getattr(head, 'bias', None) is not None else None,
-                                   targets[m], float(temperature), int(chunk_tokens), with_entropy)
+                                   targets[m], float(temperature), int(chunk_tokens), with_entropy, lowp_weight_grad)
         out = torch.zeros(*targets.shape, 2, dtype=torch.float32, device=h.device)
         return out.index_put((m,), torch.stack([lp, ent], -1))
     head.forward = forward
@@ -141,17 +143,113 @@ def sequence_logprobs(model, # a causal LM; called with input_ids, attention_mas
                       with_entropy:bool=False, # also return the per-token entropy of the predictive distribution
                       temperature:float=1.0, # logits are divided by this (use the sampling temperature)
                       chunk_tokens:int=512, # tokens per logits chunk (memory); see `token_stats_head`
+                      lowp_weight_grad:bool=False, # the LM head weight's gradient in the compute dtype; see `TokenStats`
                      ) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Log-probs (B, K) of the last K tokens of `input_ids` under `model`, and entropies (B, K) or None."
     K = completion_mask if isinstance(completion_mask, int) else completion_mask.shape[1]
     if not 1 <= K < input_ids.shape[1]: raise ValueError(f"sequence_logprobs: K={K} completion tokens in sequences of length {input_ids.shape[1]}")
     keep = torch.ones(input_ids.shape[0], K, dtype=torch.bool, device=input_ids.device) if isinstance(completion_mask, int) else completion_mask.bool()
     pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+K)
-    with token_stats_head(model, input_ids[:, -K:], keep, temperature, with_entropy, chunk_tokens):
+    with token_stats_head(model, input_ids[:, -K:], keep, temperature, with_entropy, chunk_tokens, lowp_weight_grad=lowp_weight_grad):
         st = model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], position_ids=pos[:, :-1], logits_to_keep=K).logits
     return st[..., 0], (st[..., 1] if with_entropy else None)
 
 token_logprobs = sequence_logprobs  # the name in the project contract
+
+# %% ../nbs/06_grpo.ipynb #0888d4cd
+def packed_attention(module, query, key, value, # (1, H, T, D) queries, (1, H_kv, T, D) keys and values
+                     attention_mask, dropout:float=0.0, scaling:float|None=None,
+                     cu_seq_lens_q:torch.Tensor|None=None, # (S+1,) sequence boundaries in the packed row; None: plain SDPA
+                     max_length_q:int|None=None, # the longest sequence (the varlen kernel's tiling)
+                     sliding_window=None, **kwargs):
+    "Attention of each packed sequence to itself only (causal); transformers' SDPA when no boundaries are given."
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    if cu_seq_lens_q is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, sliding_window=sliding_window, **kwargs)
+    if query.shape[0] != 1 or attention_mask is not None or sliding_window is not None:
+        raise ValueError("packed_attention: packed sequences need one row, no attention mask and no sliding window")
+    gqa = key.shape[1] != query.shape[1]
+    dt = torch.get_autocast_dtype('cuda') if query.is_cuda and torch.is_autocast_enabled('cuda') else query.dtype
+    if query.is_cuda and dt in (torch.float16, torch.bfloat16) and not dropout:  # flash varlen: no padding, causal tiles skipped
+        from torch.nn.attention.varlen import varlen_attn
+        q, k, v = (x[0].transpose(0, 1).to(dt).contiguous() for x in (query, key, value))  # (T, H, D)
+        cu = cu_seq_lens_q.to(torch.int32)
+        return varlen_attn(q, k, v, cu, cu, int(max_length_q), int(max_length_q), scale=scaling, window_size=(-1, 0), enable_gqa=gqa)[None], None
+    groups, where = _length_groups(cu_seq_lens_q)
+    pieces = []
+    for L, starts, idx in groups:  # one causal SDPA call per distinct length: the sequences of a length stacked
+        if idx is None: q, k, v = (x[:, :, starts[0]:starts[0] + L] for x in (query, key, value))  # (1, H, L, D) views
+        else: q, k, v = (x[0][:, idx].unflatten(1, (len(starts), L)).transpose(0, 1) for x in (query, key, value))  # (n, H, L, D)
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=gqa)
+        pieces.append(o.transpose(1, 2).flatten(0, 1))  # (n L, H, D)
+    out = torch.cat(pieces)
+    return (out if where is None else out.new_empty(out.shape).index_copy(0, where, out))[None], None  # (1, T, H, D), transformers' layout
+
+_PLAN = [None, None]  # (weak reference to the last `cu_seqlens`, its plan): every layer of a forward (and its recompute) reuses it
+def _length_groups(cu:torch.Tensor):
+    "[(length, starts, gather index or None for one sequence)], and the packed position of each stacked token (None: in order)."
+    if _PLAN[0] is not None and _PLAN[0]() is cu: return _PLAN[1]
+    import weakref
+    b, by_len = cu.tolist(), {}
+    for s, e in zip(b[:-1], b[1:]): by_len.setdefault(e - s, []).append(s)
+    groups = [(L, st, None if len(st) == 1 else (torch.tensor(st, device=cu.device)[:, None] + torch.arange(L, device=cu.device)).flatten())
+              for L, st in by_len.items()]
+    order = [p for L, st, _ in groups for s in st for p in range(s, s + L)]
+    where = None if order == list(range(b[-1])) else torch.tensor(order, device=cu.device)
+    _PLAN[:] = weakref.ref(cu), (groups, where)
+    return _PLAN[1]
+
+def use_packed_attention(model):
+    "Route the model's attention through `packed_attention` (SDPA models; flash-attention models take packed input natively)."
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    AttentionInterface.register('sdpa_packed', packed_attention); AttentionMaskInterface.register('sdpa_packed', sdpa_mask)
+    m = _inner(model); impl = m.config._attn_implementation
+    if impl == 'sdpa': m.set_attn_implementation('sdpa_packed')
+    elif impl != 'sdpa_packed' and not str(impl).startswith('flash_attention'):
+        raise ValueError(f"packed sequences need attn_implementation sdpa or flash_attention_*; this model uses {impl!r} "
+                         "(or set grpo.micro_batch_layout=padded)")
+
+def pack_completions(groups, # list (per prompt) of lists of completions, or a flat list of completions
+                     device=None) -> dict:
+    "Concatenate prompt + response of every completion into one row: `input_ids`, `position_ids` (1, T), `cu_seqlens`, `index` (B, K)."
+    flat = [c for g in groups for c in (g if isinstance(g, (list, tuple)) else [g])]
+    if not flat: raise ValueError("pack_completions: no completions")
+    B, K = len(flat), max(1, max(len(c.ids) for c in flat))
+    ids, pos, bounds = [], [], [0]
+    index, comp_ids, comp_mask = (torch.zeros((B, K), dtype=torch.long) for _ in range(3))
+    for i, c in enumerate(flat):
+        p, k = len(c.prompt_ids), len(c.ids)
+        if not p: raise ValueError(f"pack_completions: completion {i} has an empty prompt (its first token would have no predictor)")
+        if not k: continue  # nothing to predict: the sequence is left out of the row
+        seq = (list(c.prompt_ids) + list(c.ids))[:-1]  # the last token predicts nothing
+        index[i, :k] = bounds[-1] + p - 1 + torch.arange(k)  # position p-1 of the sequence predicts response token 0
+        comp_ids[i, :k], comp_mask[i, :k] = torch.tensor(c.ids), 1
+        ids += seq; pos += range(len(seq)); bounds.append(bounds[-1] + len(seq))
+    out = dict(input_ids=torch.tensor([ids], dtype=torch.long), position_ids=torch.tensor([pos], dtype=torch.long),
+               cu_seqlens=torch.tensor(bounds, dtype=torch.int32), index=index, completion_ids=comp_ids, completion_mask=comp_mask,
+               truncated=torch.tensor([c.finish_reason == 'length' for c in flat]))
+    out = {k: v.to(device) for k, v in out.items()} if device is not None else out
+    return {**out, 'max_len': max([b - a for a, b in zip(bounds[:-1], bounds[1:])], default=0)}
+
+def packed_logprobs(model, # a causal LM with SDPA or flash attention (see `use_packed_attention`)
+                    input_ids:torch.Tensor, position_ids:torch.Tensor, # (1, T) from `pack_completions`
+                    cu_seqlens:torch.Tensor, max_len:int, # sequence boundaries (S+1,) and the longest sequence
+                    completion_ids:torch.Tensor, index:torch.Tensor, # (B, K) response tokens and the packed position predicting each
+                    keep:torch.Tensor, # (B, K) tokens that count (e.g. `loss_mask`); others get 0 and cost nothing in the head
+                    with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512, lowp_weight_grad:bool=False,
+                   ) -> tuple[torch.Tensor, torch.Tensor|None]:
+    "`sequence_logprobs` on packed sequences: (B, K) log-probs and entropies of the responses, zero where not kept."
+    use_packed_attention(model)
+    keep = keep.bool()
+    tgt, hit = torch.zeros_like(input_ids), torch.zeros_like(input_ids, dtype=torch.bool)
+    tgt[0, index[keep]], hit[0, index[keep]] = completion_ids[keep], True
+    no_mask = {t: None for t in set(getattr(_inner(model).config, 'layer_types', None) or ['full_attention'])}  # transformers builds no mask
+    with token_stats_head(model, tgt, hit, temperature, with_entropy, chunk_tokens, lowp_weight_grad=lowp_weight_grad):
+        st = model(input_ids=input_ids, position_ids=position_ids, attention_mask=no_mask, cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens,
+                   max_length_q=max_len, max_length_k=max_len).logits  # (1, T, 2)
+    st = st[0][index] * keep[..., None]  # (B, K, 2)
+    return st[..., 0], (st[..., 1] if with_entropy else None)
 
 # %% ../nbs/06_grpo.ipynb #4b56cd29
 def _masked_mean(x, mask, n): return (x * mask).sum() / n

@@ -13,15 +13,16 @@ from .config import Config, ConfigError, EvalSet, GRPOConfig, load_config, get_d
 from .data import Problem, load_problems, load_eval_problems, prompt_ids, cfg_levels_dir
 from .rollout import SamplingParams, VLLMEngine, make_engine
 from .rewards import grade
-from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head
+from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head, pack_completions, packed_logprobs, _inner
 from .online import OnlineDifficulty, screen_batch, retier_strata, resume_online, observe
 from .curriculum import build_strata, StratifiedSampler, stage_end
 from .models import load_model, resolve_model
 
 # %% auto #0
-__all__ = ['GIB', 'load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', 'group_micro_batches', 'make_micro_batches',
-           'shared_prefix_logprobs', 'mb_logprobs', 'is_sharded', 'grad_sync', 'global_max', 'global_sum',
-           'policy_update', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog',
+__all__ = ['FLOPS_FORMULA', 'GIB', 'load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', 'packed_micro_batches',
+           'group_micro_batches', 'make_micro_batches', 'shared_prefix_logprobs', 'mb_logprobs', 'is_sharded',
+           'grad_sync', 'global_max', 'global_sum', 'policy_update', 'update_flops', 'mb_seq_lens', 'compute_dtype',
+           'matmul_peak_flops', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog',
            'save_checkpoint', 'latest_checkpoint', 'load_trainer_state', 'setup_accelerator', 'shard_model',
            'full_state', 'load_optimizer_state', 'release_cached_memory', 'memory_plan', 'Groups', 'sample_groups',
            'collect_groups', 'gathered_metrics', 'history_rows', 'train', 'branch_run', 'evaluate_model']
@@ -65,16 +66,17 @@ def batch_metrics(domains:list[str], # per group
 def pack(sizes:list[tuple[int, int]], # per item, (prompt tokens, longest response tokens)
          rows:int=1, # rows each item brings (a whole group: `n`)
          max_rows:int|None=None, # at most this many rows per pack (at least one item)
-         max_tokens:int|None=None, # at most this many padded tokens per pack (at least one item)
+         max_tokens:int|None=None, # at most this many tokens per pack (at least one item)
+         padded:bool=True, # tokens counted padded (rows x (longest prompt + longest response)); False: their sum (packed rows)
         ) -> list[list[int]]:
-    "Item indices sorted by length and cut into packs within the row and padded-token budgets."
-    out, cur, P, K = [], [], 0, 0
+    "Item indices sorted by length and cut into packs within the row and token budgets."
+    out, cur, P, K, S = [], [], 0, 0, 0
     for i in sorted(range(len(sizes)), key=lambda i: (sum(sizes[i]), i)):
-        p, k = max(P, sizes[i][0]), max(K, sizes[i][1])
-        n = (len(cur) + 1) * rows  # prompts are left-padded and responses right-padded: rows x (longest prompt + longest response)
-        if cur and ((max_rows and n > max_rows) or (max_tokens and n * (p + k) > max_tokens)):
-            out.append(cur); cur, p, k = [], *sizes[i]
-        cur.append(i); P, K = p, k
+        p, k, s = max(P, sizes[i][0]), max(K, sizes[i][1]), S + rows * sum(sizes[i])
+        n = (len(cur) + 1) * rows  # padded: prompts are left-padded and responses right-padded, rows x (longest prompt + longest response)
+        if cur and ((max_rows and n > max_rows) or (max_tokens and (n * (p + k) if padded else s) > max_tokens)):
+            out.append(cur); cur, (p, k), s = [], sizes[i], rows * sum(sizes[i])
+        cur.append(i); P, K, S = p, k, s
     return out + [cur] if cur else out
 
 def micro_batches(completions:list, # flat list of `Completion`s
@@ -85,6 +87,19 @@ def micro_batches(completions:list, # flat list of `Completion`s
     out = []
     for idx in pack([(len(c.prompt_ids), len(c.ids)) for c in completions], 1, g.micro_batch, g.max_tokens_per_micro_batch):
         b = collate_completions([completions[i] for i in idx], pad_id, device=device)
+        b['mask'] = loss_mask(b['completion_mask'], b['truncated'], mask_truncated)
+        b['advantages'] = advantages[idx].to(device)
+        out.append(b)
+    return out
+
+def packed_micro_batches(completions:list, # flat list of `Completion`s
+                         advantages:torch.Tensor, # (B,) one per completion
+                         g:GRPOConfig, # `micro_batch` (rows) and `max_tokens_per_micro_batch` (tokens, no padding)
+                         device, mask_truncated:bool=False) -> list[dict]:
+    "Length-sorted micro-batches, each one packed row without padding (`staged_rl.grpo.pack_completions`), with advantages and loss masks."
+    out = []
+    for idx in pack([(len(c.prompt_ids), len(c.ids)) for c in completions], 1, g.micro_batch, g.max_tokens_per_micro_batch, padded=False):
+        b = pack_completions([completions[i] for i in idx], device=device)
         b['mask'] = loss_mask(b['completion_mask'], b['truncated'], mask_truncated)
         b['advantages'] = advantages[idx].to(device)
         out.append(b)
@@ -114,12 +129,14 @@ def make_micro_batches(groups:list[list], # per prompt, its `n` `Completion`s
                        g:GRPOConfig, pad_id:int, device, mask_truncated:bool=False,
                        share_prompts:bool=True, # one process and no activation checkpointing (see above)
                       ) -> list[dict]:
-    "THE choice of micro-batches: whole groups with shared prompts when allowed and a group fits the budgets, else plain."
+    "THE choice of micro-batches: whole groups with shared prompts when allowed and a group fits the budgets, else packed (or padded)."
     n = len(groups[0])
     widest = max(len(gr[0].prompt_ids) for gr in groups) + max(len(c.ids) for gr in groups for c in gr)
     if share_prompts and g.micro_batch >= n and (g.max_tokens_per_micro_batch is None or n * widest <= g.max_tokens_per_micro_batch):
         return group_micro_batches(groups, advantages, g, pad_id, device, mask_truncated)
-    return micro_batches([c for gr in groups for c in gr], advantages, g, pad_id, device, mask_truncated)
+    flat = [c for gr in groups for c in gr]
+    if g.micro_batch_layout == 'packed': return packed_micro_batches(flat, advantages, g, device, mask_truncated)
+    return micro_batches(flat, advantages, g, pad_id, device, mask_truncated)
 
 def _checkpointing(model) -> bool:
     "Activation checkpointing on, in training mode: transformers' layers then drop the key/value cache."
@@ -133,6 +150,7 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
                            with_entropy:bool=False, temperature:float=1.0,
                            keep:torch.Tensor|None=None, # (G*n, K) tokens that count (default: `completion_mask`)
                            chunk_tokens:int=512, # tokens per logits chunk (`token_stats_head`)
+                           lowp_weight_grad:bool=False, # the LM head weight's gradient in the compute dtype (`TokenStats`)
                           ) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Like `sequence_logprobs`, computing each prompt once for its `n` responses: (G*n, K) log-probs and entropies."
     if _checkpointing(model): raise ValueError("shared_prefix_logprobs: activation checkpointing (training mode) drops the prompt's cache")
@@ -140,7 +158,7 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
     K, keep = completion_ids.shape[1], (completion_mask if keep is None else keep).bool()
     pos = (prompt_mask.cumsum(-1) - 1).clamp(min=0)  # (G, P)
     cache = DynamicCache(config=model.config)
-    kw = dict(temperature=temperature, with_entropy=with_entropy, chunk_tokens=chunk_tokens)
+    kw = dict(temperature=temperature, with_entropy=with_entropy, chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad)
     with token_stats_head(model, completion_ids[:, :1], keep[:, :1], repeat=n, **kw):  # the prompt's last position predicts token 0
         st = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, past_key_values=cache,
                    use_cache=True, logits_to_keep=1).logits  # (B, 1, 2)
@@ -154,12 +172,14 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
         st = torch.cat([st, rest], 1)
     return st[..., 0], (st[..., 1] if with_entropy else None)
 
-def mb_logprobs(model, mb:dict, with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512):
-    "Log-probs (and entropies) of a micro-batch's responses, shared prompts when it holds whole groups."
+def mb_logprobs(model, mb:dict, with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512, lowp_weight_grad:bool=False):
+    "Log-probs (and entropies) of a micro-batch's responses: packed, shared prompts (whole groups) or padded."
+    if 'cu_seqlens' in mb: return packed_logprobs(model, mb['input_ids'], mb['position_ids'], mb['cu_seqlens'], mb['max_len'], mb['completion_ids'],
+                                                  mb['index'], mb['mask'], with_entropy, temperature, chunk_tokens, lowp_weight_grad)
     if 'n' in mb: return shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'],
-                                                mb['n'], with_entropy, temperature, keep=mb['mask'], chunk_tokens=chunk_tokens)
+                                                mb['n'], with_entropy, temperature, keep=mb['mask'], chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad)
     return sequence_logprobs(model, mb['input_ids'], mb['attention_mask'], mb['mask'], with_entropy=with_entropy,
-                             temperature=temperature, chunk_tokens=chunk_tokens)
+                             temperature=temperature, chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad)
 
 # %% ../nbs/07_trainer.ipynb #303a1080
 def _weighted(stats:list[tuple[float, dict]]) -> dict:
@@ -209,6 +229,9 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
     n_tokens = global_sum(sum(float(mb['mask'].sum()) for mb in mbs), accelerator)  # the token-mean is over ALL processes
     # FSDP gathers parameters in every forward: every process must run as many as the others (empty ones where it has fewer)
     n_mb = global_max(len(mbs), accelerator) if is_sharded(model) or (ref is not None and is_sharded(ref)) else len(mbs)
+    dev = next(model.parameters()).device
+    peak = matmul_peak_flops(dev, compute_dtype(cfg, dev))  # measured once per process, before the clock starts
+    lens, head = [L for mb in mbs for L in mb_seq_lens(mb)], sum(float(mb['mask'].sum()) for mb in mbs)  # this process's work
     t0 = time.perf_counter()
     if ref is not None or g.updates_per_batch > 1:
         with torch.no_grad():
@@ -227,7 +250,7 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
             with grad_sync(model, accelerator, sync=i == n_all - 1):  # gradients are reduced once, after the last backward
                 if i >= len(mbs): _empty_pass(model, accelerator); continue
                 mb = mbs[i]
-                lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T, chunk_tokens=chunk)
+                lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T, chunk_tokens=chunk, lowp_weight_grad=g.head_grad_dtype == 'compute')
                 loss, st = grpo_loss(lp, mb.get('old'), mb.get('ref'), mb['advantages'], mb['mask'], clip_eps=g.clip_eps,
                                      kl_coef=g.kl_coef if ref is not None else 0.0, entropies=ent, entropy_coef=entropy_coef, n_tokens=n_tokens)
                 if accelerator is None: loss.backward()
@@ -237,8 +260,60 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
         gn = accelerator.clip_grad_norm_(params, g.max_grad_norm) if accelerator is not None else torch.nn.utils.clip_grad_norm_(params, g.max_grad_norm)
         gnorms.append(float(gn.full_tensor() if hasattr(gn, 'full_tensor') else gn))
         optimizer.step(); scheduler.step(); optimizer.zero_grad(set_to_none=True)
-    return {**_weighted(stats), 'grad_norm': float(np.mean(gnorms)), 'tokens': n_tokens,
-            'time/ref': t_ref, 'time/update': time.perf_counter() - t0 - t_ref}
+    t_upd, ref_passes = time.perf_counter() - t0 - t_ref, (ref is not None) + (g.updates_per_batch > 1)
+    perf = {'perf/mfu/update': g.updates_per_batch * update_flops(model, lens, head) / max(t_upd, 1e-9) / peak,
+            'perf/update_tokens_per_s_per_gpu': g.updates_per_batch * sum(lens) / max(t_upd, 1e-9)}
+    if ref_passes: perf['perf/ref_tokens_per_s_per_gpu'] = ref_passes * sum(lens) / max(t_ref, 1e-9)
+    return {**_weighted(stats), 'grad_norm': float(np.mean(gnorms)), 'tokens': n_tokens, 'time/ref': t_ref, 'time/update': t_upd, **perf}
+
+# %% ../nbs/07_trainer.ipynb #83b7f08d
+FLOPS_FORMULA = ("update FLOPs = 6 x (N_body x sum(L) + N_head x T_head + n_layers x d_attn x sum(L^2)); N_body: parameters "
+                 "without the input embedding and the LM head, N_head = vocab x hidden, T_head: counted response tokens, "
+                 "L: tokens of each sequence (prompt + response - 1), d_attn = heads x head_dim (causal attention: L^2 / 2 pairs, "
+                 "QK^T and AV); MFU = FLOPs / seconds / measured matmul FLOP/s")
+
+def update_flops(model, # a causal LM (wrapped or sharded)
+                 seq_lens:list[int], # tokens of each sequence the forward runs over
+                 head_tokens:float, # tokens through the LM head (the counted response tokens)
+                 passes:int=3, # 3: forward + backward; 1: a forward (the reference)
+                ) -> float:
+    "Model FLOPs of `passes` passes over the sequences (`FLOPS_FORMULA`)."
+    m = _inner(model); c = m.config
+    emb, head = m.get_input_embeddings().weight, m.get_output_embeddings().weight
+    n_body = sum(p.numel() for p in m.parameters()) - head.numel() - (0 if emb is head else emb.numel())
+    d_attn = c.num_attention_heads * (getattr(c, 'head_dim', None) or c.hidden_size // c.num_attention_heads)
+    return 2.0 * passes * (n_body * sum(seq_lens) + head.numel() * head_tokens + c.num_hidden_layers * d_attn * sum(L * L for L in seq_lens))
+
+def mb_seq_lens(mb:dict) -> list[int]:
+    "Tokens of each sequence the forward of a micro-batch runs over (prompt + response - 1, no padding), whatever its layout."
+    if 'cu_seqlens' in mb: return mb['cu_seqlens'].diff().tolist()
+    k = mb['completion_mask'].sum(1)
+    p = mb['prompt_mask'].sum(1).repeat_interleave(mb['n']) if 'n' in mb else mb['attention_mask'].sum(1) - k
+    return (p + k - 1)[k > 0].tolist()
+
+def compute_dtype(cfg:Config, device) -> torch.dtype:
+    "The dtype the update's matmuls run in: the autocast dtype on a GPU, else float32."
+    return {'bfloat16': torch.bfloat16, 'float16': torch.float16}.get(cfg.model.dtype, torch.float32) if torch.device(device).type == 'cuda' else torch.float32
+
+_PEAK = {}
+def matmul_peak_flops(device, dtype=torch.float32) -> float:
+    "The device's measured dense matmul rate in FLOP/s: the best of a few timed square matmuls in `dtype` (once per process)."
+    device = torch.device(device)
+    key = (str(device), dtype, torch.get_num_threads() if device.type == 'cpu' else 0)
+    if key not in _PEAK:
+        cuda = device.type == 'cuda'
+        n, reps = (8192, 10) if cuda else (512, 2)  # ~1 TFLOP a round on a GPU; ~0.5 GFLOP on a CPU (a tenth of a second)
+        gen = torch.Generator(device=device).manual_seed(0)  # its own generator: the run's random state is untouched
+        a, b = (torch.randn(n, n, device=device, dtype=dtype, generator=gen) for _ in range(2))
+        sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+        a @ b; sync()  # warm-up
+        best = math.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            for _ in range(reps): a @ b
+            sync(); best = min(best, (time.perf_counter() - t) / reps)
+        _PEAK[key] = 2 * n ** 3 / best
+    return _PEAK[key]
 
 # %% ../nbs/07_trainer.ipynb #8cacbace
 def make_optimizer(model, cfg:Config):
@@ -661,7 +736,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
                 optimizer = acc.prepare(optimizer)
         gen_tokens = row['len_mean'] * row['n_prompts'] * cfg.grpo.n_samples  # the first round's responses, all processes
         row.update({'time/gen': first.t_gen, 'time/score': first.t_score, 'time/sync': t_sync, 'time/step': time.perf_counter() - t_step,
-                    'perf/gen_tokens_per_s': gen_tokens / max(first.t_gen, 1e-9)})
+                    'perf/gen_tokens_per_s': gen_tokens / max(first.t_gen, 1e-9), 'perf/gen_tokens_per_s_per_gpu': gen_tokens / acc.num_processes / max(first.t_gen, 1e-9)})
         row.setdefault('time/update', t_update)
         if dev.type == 'cuda': row['perf/gpu_peak_gib'] = torch.cuda.max_memory_allocated(dev) / 2**30
         log(row)
