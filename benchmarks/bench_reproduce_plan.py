@@ -8,7 +8,9 @@ What is measured and what is modelled:
   `time/eval` for training, `time/eval` for an evaluation; the generation part of each is its tokens over the
   training rollout's measured tokens per second (`perf/gen_tokens_per_s`);
 - `--decode-train` / `--decode-eval` divide the generation part (speed-ups measured by `bench_decode_step.py`);
-- which steps evaluate follows the trainer's rule (step 0 unless branched, every `eval.every` steps, stage ends);
+- which steps evaluate follows the trainer's rule (step 0 unless branched, every `eval.every` steps, stage ends); in
+  the new plan a seed's runs evaluate step 0 once (level 1's run, math and code) and the others read it
+  (`trainer.initial_eval_cache`);
 - runs go through `run_many` as the notebooks call it (one call per grid, a barrier between calls), `--workers` at a
   time, each run to the first free worker; what the notebooks spend outside their runs (papermill, figures) is the
   published experiment time minus the modelled time of its runs at 4 seeds and eval every 10, added as is;
@@ -83,7 +85,7 @@ def main():
     ap.add_argument('--decode-train', type=float, default=1.0, help='decode speed-up on training rollouts (bench_decode_step.py)')
     ap.add_argument('--decode-eval', type=float, default=1.0, help='decode speed-up on evaluation rollouts')
     ap.add_argument('--update', type=float, default=1.0, help='policy-update speed-up (not implemented: a remaining lever)')
-    ap.add_argument('--share-step0', action='store_true', help='step-0 evaluation shared by the runs of a seed (not implemented: a remaining lever)')
+    ap.add_argument('--no-share-step0', dest='share_step0', action='store_false', help="model the runs without the shared step-0 evaluation (trainer.initial_eval_cache)")
     ap.add_argument('--published', default=str(ROOT/'results'/'tiny-cpu'))
     ap.add_argument('--exp01-s', type=float, default=None, help="experiment 01's time (default: the published done.json)")
     ap.add_argument('--ladder-s', type=float, default=280.0, help='ladder build (published: 280 s)')

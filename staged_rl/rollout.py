@@ -149,6 +149,12 @@ def _layer_kv(cache, i:int) -> tuple[torch.Tensor, torch.Tensor]:
     if hasattr(cache, 'layers'): return cache.layers[i].keys, cache.layers[i].values
     return cache.key_cache[i], cache.value_cache[i]
 
+def _rms_norm(mod, x:torch.Tensor) -> torch.Tensor:
+    "Llama/Qwen2 RMSNorm with `mod`'s weight and epsilon, the same arithmetic as the module's forward (without its wrappers)."
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + mod.variance_epsilon)
+    return mod.weight * h.to(x.dtype)
+
 class StaticDecoder:
     "The decode step of a Llama/Qwen2-style causal LM on a preallocated KV cache: one token per row, written in place, no per-token allocation of the cache and no mask building."
     def __init__(self, model, # the causal LM (`supports(model)`)
@@ -189,9 +195,11 @@ class StaticDecoder:
         if cfg is None or m is None or model.training or getattr(cfg, 'model_type', None) not in ('qwen2', 'llama'): return False
         if getattr(cfg, 'hidden_act', None) != 'silu' or getattr(cfg, 'pretraining_tp', 1) != 1 or not hasattr(m, 'rotary_emb'): return False
         if any(t != 'full_attention' for t in (getattr(cfg, 'layer_types', None) or ['full_attention'])): return False
-        a = m.layers[0].self_attn
+        a, l0 = m.layers[0].self_attn, m.layers[0]
+        norms = (l0.input_layernorm, l0.post_attention_layernorm, m.norm)
         return (getattr(a, 'sliding_window', None) is None and all(hasattr(a, x) for x in ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'scaling', 'head_dim'))
-                and hasattr(sys.modules[type(a).__module__], 'apply_rotary_pos_emb'))
+                and all(hasattr(l0.mlp, x) for x in ('gate_proj', 'up_proj', 'down_proj')) and all(hasattr(n, 'variance_epsilon') for n in norms)
+                and type(model.lm_head) is torch.nn.Linear and hasattr(sys.modules[type(a).__module__], 'apply_rotary_pos_emb'))
 
     def select(self, keep:torch.Tensor):
         "Keep only rows `keep` (finished rows dropped); only the positions written so far are copied."
@@ -203,26 +211,28 @@ class StaticDecoder:
              pos:torch.Tensor, # (b,) its position id
             ) -> torch.Tensor:
         "Logits (b, V) of the next token, after writing `tok`'s keys and values at slot L + t."
-        m, s = self.model.model, self.L + self.t
+        F, m, s = torch.nn.functional, self.model.model, self.L + self.t
         self._grow(s + 1)
-        x = m.embed_tokens(tok[:, None])  # (b, 1, D)
+        x = F.embedding(tok[:, None], m.embed_tokens.weight)  # (b, 1, D)
         cos, sin = m.rotary_emb(x, pos[:, None])  # (b, 1, d)
         b, bias = x.shape[0], self.bias[:, None, None, :s + 1]  # (b, 1, 1, s+1)
+        lin = lambda mod, h: F.linear(h, mod.weight, mod.bias)  # the module's own weights, without module-call overhead
         for layer, kb, vb in zip(self.layers, self.k, self.v):
-            a = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = a.q_proj(h).view(b, 1, -1, a.head_dim).transpose(1, 2)  # (b, H, 1, d)
-            k = a.k_proj(h).view(b, 1, -1, a.head_dim).transpose(1, 2)  # (b, H_kv, 1, d)
+            a, mlp = layer.self_attn, layer.mlp
+            h = _rms_norm(layer.input_layernorm, x)
+            q = lin(a.q_proj, h).view(b, 1, -1, a.head_dim).transpose(1, 2)  # (b, H, 1, d)
+            k = lin(a.k_proj, h).view(b, 1, -1, a.head_dim).transpose(1, 2)  # (b, H_kv, 1, d)
             q, k = self.rope(q, k, cos, sin)
-            kb[:, :, s:s + 1] = k; vb[:, :, s:s + 1] = a.v_proj(h).view(b, 1, -1, a.head_dim).transpose(1, 2)
+            kb[:, :, s:s + 1] = k; vb[:, :, s:s + 1] = lin(a.v_proj, h).view(b, 1, -1, a.head_dim).transpose(1, 2)
             hk = kb.shape[1]
             qg = q.reshape(b, hk, -1, a.head_dim)  # (b, H_kv, groups, d): query heads grouped by their kv head
             w = torch.matmul(qg, kb[:, :, :s + 1].transpose(-1, -2)).mul_(a.scaling).add_(bias).softmax(-1)  # (b, H_kv, groups, s+1)
             o = torch.matmul(w, vb[:, :, :s + 1]).reshape(b, 1, -1)  # (b, 1, H*d)
-            x = x + a.o_proj(o)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            x = x + lin(a.o_proj, o)
+            h = _rms_norm(layer.post_attention_layernorm, x)
+            x = x + lin(mlp.down_proj, F.silu(lin(mlp.gate_proj, h)) * lin(mlp.up_proj, h))
         self.t += 1
-        return self.model.lm_head(m.norm(x))[:, -1]  # (b, V)
+        return lin(self.model.lm_head, _rms_norm(m.norm, x))[:, -1]  # (b, V)
 
 # %% ../nbs/05_rollout.ipynb #912505f3
 @torch.inference_mode()
