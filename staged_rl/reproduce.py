@@ -31,7 +31,7 @@ def experiment_params(preset:str, out_dir, extra:dict|None=None) -> dict:
     if preset not in PRESET_PARAMS: raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESET_PARAMS)}")
     p = {'preset': preset, 'out_dir': str(Path(out_dir).resolve()), **PRESET_PARAMS[preset], **(extra or {})}
     if p['seeds'] == 'registered':
-        from .experiments import registered_seeds  # experiments imports this module: imported when needed
+        from staged_rl.experiments import registered_seeds  # experiments imports this module: imported when needed
         p['seeds'] = registered_seeds()
     return p
 
