@@ -12,7 +12,8 @@ What is measured and what is modelled:
   the new plan a seed's runs evaluate step 0 once (level 1's run, math and code) and the others read it
   (`trainer.initial_eval_cache`);
 - runs go through `run_many` as the notebooks call it (one call per grid, a barrier between calls), `--workers` at a
-  time, each run to the first free worker; what the notebooks spend outside their runs (papermill, figures) is the
+  time, each run to the first free worker; each worker is assumed to have a core of its own at the published speed
+  (so `--workers` above the number of cores models nothing real); what the notebooks spend outside their runs (papermill, figures) is the
   published experiment time minus the modelled time of its runs at 4 seeds and eval every 10, added as is;
 - experiment 01 and the ladder build are taken from the published run (`--exp01-s`, `--ladder-s`), less the
   stability re-score's time where it now runs beside the first scoring (`--stability-s`, `--stability-overlap`).
