@@ -189,12 +189,14 @@ class StaticDecoder:
 
     @staticmethod
     def supports(model) -> bool:
-        "Whether `model` is a decoder this step reproduces: Llama or Qwen2 layers, full attention, SiLU MLP, inference mode."
+        "Whether `model` is a decoder this step reproduces: Llama or Qwen2 layers, full attention, SiLU MLP, inference mode, plain (unsharded, unhooked) modules."
         import sys
         cfg, m = getattr(model, 'config', None), getattr(model, 'model', None)
         if cfg is None or m is None or model.training or getattr(cfg, 'model_type', None) not in ('qwen2', 'llama'): return False
         if getattr(cfg, 'hidden_act', None) != 'silu' or getattr(cfg, 'pretraining_tp', 1) != 1 or not hasattr(m, 'rotary_emb'): return False
         if any(t != 'full_attention' for t in (getattr(cfg, 'layer_types', None) or ['full_attention'])): return False
+        if any(mod._forward_hooks or mod._forward_pre_hooks or hasattr(mod, '_hf_hook') for mod in model.modules()): return False  # sharding or offload hooks: calling weights directly would skip them
+        if any(type(p).__name__ == 'DTensor' for p in model.parameters()): return False  # sharded parameters (FSDP2)
         a, l0 = m.layers[0].self_attn, m.layers[0]
         norms = (l0.input_layernorm, l0.post_attention_layernorm, m.norm)
         return (getattr(a, 'sliding_window', None) is None and all(hasattr(a, x) for x in ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'scaling', 'head_dim'))
