@@ -101,7 +101,7 @@ def update_benchmark(cfg, model_dir:Path, limits, prompt:list[int], seed:int, vo
     dev = acc.device
     policy, tok = trainer.load_policy(str(model_dir), cfg, dev)
     ref = trainer.load_policy(str(model_dir), cfg, dev, cfg.model.dtype)[0].eval().requires_grad_(False)
-    if cfg.model.gradient_checkpointing: policy.gradient_checkpointing_enable()
+    if cfg.model.gradient_checkpointing: trainer.enable_checkpointing(policy)
     optimizer, scheduler = trainer.make_optimizer(policy, cfg)
     policy, optimizer = acc.prepare(policy, optimizer)
     share = acc.num_processes == 1 and not cfg.model.gradient_checkpointing  # `train`'s rule

@@ -224,7 +224,7 @@ def command_parser(name:str) -> argparse.ArgumentParser:
         p.add_argument('--only', action='append', help=f"experiment name or number prefix; repeatable ({', '.join(EXPERIMENTS)})")
         p.add_argument('--out', help='output folder (default runs/<preset>)')
         p.add_argument('--force', action='store_true', help='re-run experiments that already finished')
-        p.add_argument('--seeds', help="seeds of the training runs, e.g. 100,101 (default: the preset's, see staged_rl.reproduce.PRESET_PARAMS)")
+        p.add_argument('--seeds', help="seeds of the training runs, e.g. 100,101 (default: the preset's, see staged_rl.reproduce.PRESET_PARAMS; tiny-cpu: the discovery and replication seeds registered in claims.yaml; other seeds are judged as an unregistered set)")
         p.add_argument('--nbs', help='folder of the experiment notebooks (default: nbs/experiments of this checkout)')
         p.add_argument('--publish', metavar='DEST', help='afterwards copy tables and figures to DEST and rewrite the Results section of nbs/index.ipynb')
         p.add_argument('--machine', default='', help='with --publish: where the run happened, in words')

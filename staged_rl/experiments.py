@@ -12,9 +12,10 @@ from .data import level_path
 from .reproduce import EXPERIMENTS, experiments_dir
 
 # %% auto #0
-__all__ = ['CLAIM_REQUIRED', 'CLAIM_DEFAULTS', 'TRAIN_KEYS', 'run_config', 'level_config', 'default_workers', 'run_step',
+__all__ = ['RULES', 'CLAIM_REQUIRED', 'CLAIM_DEFAULTS', 'TRAIN_KEYS', 'run_config', 'level_config', 'default_workers', 'run_step',
            'runs_status', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 't_tail', 't_critical', 't_stat',
-           'verdict', 'save_figure', 'plot_band', 'claim', 'write_claims', 'claims_path', 'load_claims', 'judge',
+           'verdict', 't_power', 'seeds_needed', 'replicated_verdict', 'save_figure', 'plot_band', 'claim',
+           'write_claims', 'claims_path', 'load_claims', 'registered_seeds', 'split_seeds', 'claim_power', 'judge',
            'plot_runs', 'level_size']
 
 # %% ../nbs/12_experiments.ipynb #4c44540a
@@ -202,6 +203,65 @@ def verdict(diffs:list, # per-seed differences: the claim's side minus the other
     if t < -c or (smallest is not None and t_stat(diffs, smallest)[2] < -c): return False
     return None
 
+# %% ../nbs/12_experiments.ipynb #151d8ba2
+def t_power(n:int, # seeds
+            effect:float, # the true mean difference above the tested value (margin)
+            sd:float, # per-seed standard deviation of the differences
+            alpha:float=0.05, # one-sided level
+           ) -> float:
+    "Power of the one-sided one-sample t test with `n` seeds: P(t > critical) when the mean is `effect` above the margin (noncentral t, by quadrature)."
+    if n < 2: return 0.0
+    if sd <= 0: return 1.0 if effect > 0 else 0.0
+    df, c, ncp = n - 1, t_critical(n - 1, alpha), effect * math.sqrt(n) / sd
+    # T = (Z + ncp) / sqrt(V/df), V ~ chi2(df): power = E[Phi(ncp - c sqrt(V/df))]; V = w^2 keeps the integrand finite at 0
+    lognorm = math.log(2) - (df/2) * math.log(2) - math.lgamma(df/2)
+    phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))
+    f = lambda w: math.exp(lognorm + (df - 1) * math.log(w) - w*w/2) * phi(ncp - c * w / math.sqrt(df)) if w > 0 else (math.exp(lognorm) * phi(ncp) if df == 1 else 0.0)
+    hi, m = math.sqrt(df) + 12, 2000  # Simpson's rule on [0, hi]; the chi density is negligible beyond
+    h = hi / m
+    return h / 3 * sum((1 if i in (0, m) else 4 if i % 2 else 2) * f(i * h) for i in range(m + 1))
+
+def seeds_needed(effect:float, # the smallest effect to detect, above the margin (> 0)
+                 sd:float, # per-seed standard deviation of the differences
+                 alpha:float=0.05, # one-sided level
+                 power:float=0.8, # chance of deciding when the effect is there
+                 most:int=1000, # give up above this many seeds
+                ) -> int|None:
+    "The fewest seeds at which the one-sided t test at `alpha` decides an `effect` with per-seed spread `sd` with chance `power`; None above `most`."
+    if not effect > 0 or not math.isfinite(sd) or sd < 0: raise ValueError(f"seeds_needed: need effect > 0 and sd >= 0, got effect={effect}, sd={sd}")
+    lo, hi = 2, 2
+    while t_power(hi, effect, sd, alpha) < power:  # doubling, then bisection: power grows with n
+        if hi >= most: return None
+        lo, hi = hi + 1, min(2 * hi, most)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if t_power(mid, effect, sd, alpha) < power else (lo, mid)
+    return hi
+
+# %% ../nbs/12_experiments.ipynb #0c8c0a2a
+RULES = {'pooled_halves_agree': "decided by the one-sided t test on the pooled seeds (discovery + replication), and only if "
+                                "the mean difference of each half lies on the decided side (held: above the margin; not held: "
+                                "below the smallest effect that counts, else the margin); otherwise inconclusive"}
+
+def _half(diffs:list, margin:float, alpha:float, smallest:float|None) -> dict:
+    "Seeds' numbers of one half (or the pool): mean, sd, t against the margin, and its own verdict (shown, not deciding)."
+    m, s = mean_sd(diffs) if diffs else (math.nan, math.nan)
+    return {'n': len(diffs), 'mean': m, 'sd': s, 't': t_stat(diffs, margin)[2] if diffs else math.nan, 'held': verdict(diffs, margin, alpha, smallest)}
+
+def replicated_verdict(discovery:list, # per-seed differences of the discovery seeds
+                       replication:list, # ... of the replication seeds
+                       margin:float=0.0, alpha:float=0.05, smallest:float|None=None, # as in `verdict`
+                       rule:str='pooled_halves_agree', # a key of `RULES`
+                      ) -> dict:
+    "`{discovery, replication, pooled: {n, mean, sd, t, held}, final}`: `final` is the pooled verdict when both halves' means lie on its side (`RULES`), else None."
+    if rule not in RULES: raise ValueError(f"replicated_verdict: rule {rule!r} is not one of {', '.join(RULES)}")
+    out = {'discovery': _half(discovery, margin, alpha, smallest), 'replication': _half(replication, margin, alpha, smallest),
+           'pooled': _half([*discovery, *replication], margin, alpha, smallest)}
+    pooled, bar = out['pooled']['held'], margin if out['pooled']['held'] else (smallest if smallest is not None else margin)
+    side = (lambda m: m > bar) if pooled else (lambda m: m < bar)
+    agree = pooled is not None and all(h['n'] and side(h['mean']) for h in (out['discovery'], out['replication']))
+    return {**out, 'final': pooled if agree else None}
+
 # %% ../nbs/12_experiments.ipynb #b797adce
 def save_figure(fig, folder, name:str, data=None) -> Path:
     "Save `fig` as `<name>.png` and `<name>.svg` in `folder`, and `data` as `<name>.json`."
@@ -230,7 +290,8 @@ def write_claims(claims:list, folder='.') -> Path:
 
 # %% ../nbs/12_experiments.ipynb #e1b10908
 CLAIM_REQUIRED = ('id', 'experiment', 'kind', 'claim', 'paper', 'metric')  # text fields every entry has
-CLAIM_DEFAULTS = {'margin': 0.0, 'alpha': 0.05, 'smallest': None, 'pilot': None, 'expected': None}
+CLAIM_DEFAULTS = {'margin': 0.0, 'alpha': 0.05, 'smallest': None, 'discovery': None, 'replication': None, 'rule': None,
+                  'pilot': None, 'expected': None}
 
 def claims_path() -> Path:
     "The pre-registered claims of a source checkout: `claims.yaml` next to the experiment notebooks."
@@ -241,6 +302,10 @@ def _number(v) -> float|None:
     try: x = float(v)
     except (TypeError, ValueError): return None
     return x if math.isfinite(x) and not isinstance(v, bool) else None
+
+def _seed_list(v) -> bool:
+    "Whether `v` is a non-empty list of distinct ints."
+    return isinstance(v, list) and bool(v) and all(isinstance(s, int) and not isinstance(s, bool) for s in v) and len(set(v)) == len(v)
 
 def _claim_entry(e, where:str) -> dict:
     "One entry of a claims file, checked, with defaults filled in; `where` names it in the error."
@@ -262,13 +327,21 @@ def _claim_entry(e, where:str) -> dict:
         if (x := _number(e['smallest'])) is None: bad('smallest', f"{e['smallest']!r} is not a number")
         if x <= e['margin']: bad('smallest', f"{x} is not above the margin {e['margin']}")
         e['smallest'] = x
+    for k, other in (('discovery', 'replication'), ('replication', 'discovery')):
+        if e[k] is None and e[other] is not None: bad(k, f"missing (the entry has '{other}'; a claim registers both seed sets or neither)")
+        if e[k] is not None and not _seed_list(e[k]): bad(k, f"{e[k]!r} is not a non-empty list of distinct integer seeds")
+    if e['discovery'] is not None:
+        if both := sorted(set(e['discovery']) & set(e['replication'])): bad('replication', f"seeds {both} are also discovery seeds; the halves must be independent")
+        if len(e['discovery']) + len(e['replication']) < 8: bad('replication', f"{len(e['discovery'])} + {len(e['replication'])} seeds: the pooled test needs at least 8")
+    if e['rule'] is not None and e['rule'] not in RULES: bad('rule', f"{e['rule']!r} is not one of {', '.join(RULES)}")
+    e['rule'] = e['rule'] or 'pooled_halves_agree'
     if e['pilot'] is not None and not isinstance(e['pilot'], dict): bad('pilot', 'not a mapping')
     if e['expected'] is not None and not isinstance(e['expected'], str): bad('expected', f"{e['expected']!r} is not text (quote it)")
     return e
 
 def load_claims(path=None, # a claims YAML file (a list of entries); default `claims_path()`
                ) -> dict:
-    "`{id: entry}` of the pre-registered claims in `path`, checked, with `margin`, `alpha`, `smallest`, `pilot` and `expected` defaulted."
+    "`{id: entry}` of the pre-registered claims in `path`, checked, with `margin`, `alpha`, `smallest`, the seed sets, `rule`, `pilot` and `expected` defaulted."
     path = Path(path or claims_path())
     try: data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
@@ -281,19 +354,64 @@ def load_claims(path=None, # a claims YAML file (a list of entries); default `cl
         out[e['id']] = e
     return out
 
+def registered_seeds(specs:dict|None=None, # `load_claims()` (default: the checkout's claims)
+                     experiment:str|None=None, # only this experiment's entries; None: all
+                    ) -> list:
+    "Every registered seed, discovery seeds first, in file order, without repeats: the seeds a judged run trains."
+    specs = load_claims() if specs is None else specs
+    es = [e for e in specs.values() if e['discovery'] is not None and experiment in (None, e['experiment'])]
+    return list(dict.fromkeys(s for k in ('discovery', 'replication') for e in es for s in e[k]))
+
+def split_seeds(spec:dict, # an entry of `load_claims`
+                seeds:list, # the seeds of the run, in the order of its per-seed differences
+               ) -> tuple[list, list, bool]:
+    "Positions in `seeds` of the discovery and the replication half, and whether they are the entry's registered sets (else the first and second half, in order)."
+    seeds = list(seeds)
+    if spec['discovery'] is not None and sorted(seeds) == sorted(spec['discovery'] + spec['replication']):
+        return [seeds.index(s) for s in spec['discovery']], [seeds.index(s) for s in spec['replication']], True
+    h = (len(seeds) + 1) // 2
+    return list(range(h)), list(range(h, len(seeds))), False
+
+def _finite(x): return x if not isinstance(x, float) or math.isfinite(x) else None  # JSON has no nan or inf
+
+def claim_power(spec:dict, # an entry of `load_claims`
+                diffs:list, # the pooled per-seed differences
+               ) -> dict:
+    "The power line of a claim: seeds for 80% power to decide its smallest effect (else, for a negative margin, no difference at all) at the pooled spread."
+    sd = mean_sd(diffs)[1] if len(diffs) > 1 else math.nan
+    effect = spec['smallest'] - spec['margin'] if spec['smallest'] is not None else -spec['margin'] if spec['margin'] < 0 else None
+    p = {'effect': effect, 'sd': _finite(sd), 'alpha': spec['alpha'], 'power': 0.8, 'seeds_needed': None}
+    if effect is None: return {**p, 'text': 'no smallest effect registered: no power figure'}
+    if not math.isfinite(sd): return {**p, 'text': f"n={len(diffs)}: no spread to size the test from"}
+    p['seeds_needed'] = n = seeds_needed(effect, sd, spec['alpha'])
+    what = f"a true difference of {spec['margin'] + effect:.3f} against {spec['margin']:.3f}"
+    return {**p, 'text': f"{'over 1000' if n is None else n} seeds for 80% power to decide {what} at the pooled sd {sd:.3f} (one-sided alpha {spec['alpha']:g}); this run has {len(diffs)}"}
+
 def judge(spec:dict, # an entry of `load_claims`
           diffs:list, # per-seed differences, as the entry's metric defines them
           ours:str, # the miniature result with its spread, e.g. `fmt(diffs)`
           extra:str='', # more words for the note
+          seeds:list|None=None, # the seed of each difference; None: positions, not the registered sets
          ) -> dict:
-    "The results row of a pre-registered claim: `verdict` with the entry's margin, alpha and smallest effect, and the test in words in `note`."
+    "The results row of a pre-registered claim: the entry's `rule` over its discovery and replication seeds (`replicated_verdict`), its power line, and the test in words in `note`."
+    seeds = list(range(len(diffs))) if seeds is None else list(seeds)
+    if len(seeds) != len(diffs) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"judge {spec['id']!r}: {len(diffs)} differences for seeds {seeds}; expected one difference per distinct seed")
+    di, ri, registered = split_seeds(spec, seeds)
+    r = replicated_verdict([diffs[i] for i in di], [diffs[i] for i in ri], spec['margin'], spec['alpha'], spec['smallest'], spec['rule'])
     _, _, t, df = t_stat(diffs, spec['margin'])
     nums = f"n={len(diffs)}: t={t:.1f} vs critical {t_critical(df, spec['alpha']):.3f}" if df > 0 else f"n={len(diffs)}: too few seeds to test"
     note = f"one-sided t test of the per-seed differences ({spec['metric']}) against {spec['margin']:.3f} at alpha {spec['alpha']:g} ({nums})"
     if spec['smallest'] is not None and df > 0:
         note += f"; not held also if clearly below the smallest effect that counts, {spec['smallest']:.3f} (t={t_stat(diffs, spec['smallest'])[2]:.1f})"
-    row = claim(spec['claim'], spec['paper'], ours, verdict(diffs, spec['margin'], spec['alpha'], spec['smallest']), note + (f"; {extra}" if extra else ''))
-    return {**row, 'id': spec['id'], 'kind': spec['kind']}
+    halves = '; '.join(f"{k} mean {r[k]['mean']:+.3f} (n={r[k]['n']})" for k in ('discovery', 'replication') if r[k]['n'])
+    if r['pooled']['held'] is not None and r['final'] is None: halves += ': a half points the other way, so inconclusive'
+    note += f"; {'registered' if registered else 'unregistered'} halves: {halves}"
+    row = claim(spec['claim'], spec['paper'], ours, r['final'], note + (f"; {extra}" if extra else ''))
+    half = lambda k, at: {'seeds': [seeds[i] for i in at], **{f: _finite(v) for f, v in r[k].items()}}
+    return {**row, 'id': spec['id'], 'kind': spec['kind'], 'seeds': seeds, 'registered': registered, 'rule': spec['rule'],
+            'discovery': half('discovery', di), 'replication': half('replication', ri), 'pooled': half('pooled', di + ri),
+            'final': r['final'], 'power': claim_power(spec, diffs)}
 
 # %% ../nbs/12_experiments.ipynb #bf6cba9a
 TRAIN_KEYS = ['reward', 'len_mean', 'trunc_frac', 'entropy', 'kl', 'zero_std_frac']  # training rows of metrics.jsonl

@@ -18,7 +18,7 @@ EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run
 
 PRESET_PARAMS = {  # papermill parameters per preset, on top of `preset` and `out_dir`
     'smoke': {'seeds': [0]},
-    'tiny-cpu': {'seeds': [0, 1, 2, 3]},  # claims are judged on several seeds, with their spread
+    'tiny-cpu': {'seeds': 'registered'},  # the discovery and replication seeds of claims.yaml (`registered_seeds`)
     'paper-1.5b': {'seeds': [0]},
 }
 
@@ -27,9 +27,13 @@ def experiments_dir() -> Path:
     return Path(__file__).resolve().parents[1]/'nbs'/'experiments'
 
 def experiment_params(preset:str, out_dir, extra:dict|None=None) -> dict:
-    "The papermill parameters of every experiment for `preset`."
+    "The papermill parameters of every experiment for `preset` (seeds `'registered'`: those of `claims.yaml`, discovery first)."
     if preset not in PRESET_PARAMS: raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESET_PARAMS)}")
-    return {'preset': preset, 'out_dir': str(Path(out_dir).resolve()), **PRESET_PARAMS[preset], **(extra or {})}
+    p = {'preset': preset, 'out_dir': str(Path(out_dir).resolve()), **PRESET_PARAMS[preset], **(extra or {})}
+    if p['seeds'] == 'registered':
+        from staged_rl.experiments import registered_seeds  # experiments imports this module: imported when needed
+        p['seeds'] = registered_seeds()
+    return p
 
 # %% ../nbs/11_reproduce.ipynb #63923938
 def is_done(folder:Path, params:dict) -> bool:
@@ -90,16 +94,28 @@ def run_notebook(nb:Path, # the experiment notebook
     return out
 
 # %% ../nbs/11_reproduce.ipynb #bbf37967
+def _half_cell(h:dict|None) -> str:
+    "A discovery or replication cell: the half's own verdict, mean difference and seeds."
+    if not h or not h.get('n'): return '—'
+    words = {True: 'yes', False: 'no', None: 'inconclusive'}
+    return f"{words[h.get('held')]} ({h['mean']:+.3f}, n={h['n']})"
+
 def results_table(out_dir) -> str:
-    "Markdown tables of every experiment's claims under `out_dir`: the paper's claims, then the design checks (`kind: check`)."
+    "Markdown tables of every experiment's claims under `out_dir`, the paper's claims then the design checks (`kind: check`): each half's verdict, the final one by the registered rule, and a power line per claim."
     rows = []
     for name in EXPERIMENTS:
         f = Path(out_dir)/name/'claims.json'
         if f.exists(): rows += [(name, c) for c in json.loads(f.read_text())]
     words = {True: 'yes', False: 'no', None: 'inconclusive'}
     def table(rows):
-        lines = ['| experiment | claim | paper | miniature (mean ± sd over seeds) | held | how judged |', '|---|---|---|---|---|---|']
-        return '\n'.join(lines + [f"| {n} | {c['claim']} | {c['paper']} | {c['ours']} | {words[c.get('held')]} | {c.get('note', '')} |" for n, c in rows])
+        lines = ['| experiment | claim | paper | miniature (mean ± sd over seeds) | discovery | replication | final | how judged |', '|---|---|---|---|---|---|---|---|']
+        lines += [f"| {n} | {c['claim']} | {c['paper']} | {c['ours']} | {_half_cell(c.get('discovery'))} | {_half_cell(c.get('replication'))} | "
+                  f"{words[c.get('held')]} | {c.get('note', '')} |" for n, c in rows]
+        power = [f"- {c['claim']}: {c['power']['text']}" for _, c in rows if c.get('power')]
+        seeds = sorted({(tuple(c['discovery']['seeds']), tuple(c['replication']['seeds']), c.get('registered')) for _, c in rows if c.get('discovery')})
+        about = [f"Discovery seeds {list(d)}, replication seeds {list(r)}" + ('' if reg else ': NOT the seed sets registered in claims.yaml, halves taken in the order given')
+                 for d, r, reg in seeds]
+        return '\n'.join(lines + ([''] + [a + '.' for a in about] if about else []) + (['', 'Power (seeds for 80% power at the pooled spread):', ''] + power if power else []))
     checks = [r for r in rows if r[1].get('kind') == 'check']
     return table([r for r in rows if r[1].get('kind') != 'check']) + (f"\n\n### Design checks\n\n{table(checks)}" if checks else '') + '\n'
 

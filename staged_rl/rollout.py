@@ -10,8 +10,8 @@ import torch
 from .config import SamplingConfig, VLLMConfig, derive_seed
 
 # %% auto #0
-__all__ = ['SamplingParams', 'Completion', 'toy_tokenizer', 'toy_lm', 'sample_tokens', 'HFEngine', 'vllm_kwargs', 'VLLMEngine',
-           'make_engine']
+__all__ = ['SamplingParams', 'Completion', 'toy_tokenizer', 'toy_lm', 'sample_tokens', 'StaticDecoder', 'HFEngine', 'vllm_kwargs',
+           'VLLMEngine', 'make_engine']
 
 # %% ../nbs/05_rollout.ipynb #80fc78dc
 @dataclass
@@ -86,20 +86,37 @@ def toy_lm(seed:int=0, # torch seed for the random weights
 
 # %% ../nbs/05_rollout.ipynb #e6cc7301
 def _top_p_filter(probs:torch.Tensor, # (B, V) probabilities
-                  top_p:float) -> torch.Tensor:
+                  top_p:float,
+                  k:int=64, # look among the k most likely tokens first (a partial sort); 0: sort every row in full
+                 ) -> torch.Tensor:
     "Zero the tail of each row outside the smallest set with mass >= `top_p` (rows are not renormalised)."
-    sp, si = probs.sort(-1, descending=True)  # (B, V)
+    out = torch.zeros_like(probs)
+    rows = None  # the rows still to filter: all, unless the top k settle some
+    if 0 < k < probs.shape[-1]:
+        sp, si = probs.topk(k, -1)  # (B, k), sorted: the same leading values as a full sort
+        cs = sp.cumsum(-1)
+        ok = cs[:, -1] >= top_p  # the kept set lies within the top k: every later token has mass >= top_p before it
+        sp[(cs - sp) >= top_p] = 0
+        out[ok] = out[ok].scatter_(-1, si[ok], sp[ok])
+        if bool(ok.all()): return out
+        rows = (~ok).nonzero().squeeze(-1)
+    p = probs if rows is None else probs[rows]
+    sp, si = p.sort(-1, descending=True)  # (b, V)
     sp[(sp.cumsum(-1) - sp) >= top_p] = 0  # keep a token while the mass before it is < top_p (the top one always)
-    return torch.zeros_like(probs).scatter_(-1, si, sp)
+    full = torch.zeros_like(p).scatter_(-1, si, sp)
+    if rows is None: return full
+    out[rows] = full
+    return out
 
 def _draw(logits:torch.Tensor, # (B, V) next-token logits
           temperature:float, top_p:float,
           u:torch.Tensor|None, # (B, 1) uniforms in [0, 1); unused when temperature == 0
+          top_p_k:int=64, # `_top_p_filter`'s partial sort (0: a full sort)
           ) -> torch.Tensor:
     "Inverse-CDF sampling with given uniforms: one token id per row, (B,) long."
     if temperature == 0: return logits.argmax(-1)
     probs = (logits.float() / temperature).softmax(-1)  # (B, V)
-    if top_p < 1: probs = _top_p_filter(probs, top_p)
+    if top_p < 1: probs = _top_p_filter(probs, top_p, top_p_k)
     cdf = probs.cumsum(-1)  # (B, V); unnormalised after top-p, so scale u by the row total
     return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
@@ -121,21 +138,121 @@ def _left_pad(seqs:list[list[int]], pad_id:int, device) -> tuple[torch.Tensor, t
         if s: ids[i, L-len(s):], mask[i, L-len(s):] = torch.tensor(s), 1
     return ids.to(device), mask.to(device)
 
+# %% ../nbs/05_rollout.ipynb #88440709
+def _cache_arg(model) -> str:
+    "The name under which `model.forward` takes its KV cache: `cache` (transformers >= 5.2, where `past_key_values` is deprecated) or `past_key_values`."
+    import inspect
+    return 'cache' if 'cache' in inspect.signature(model.forward).parameters else 'past_key_values'
+
+def _layer_kv(cache, i:int) -> tuple[torch.Tensor, torch.Tensor]:
+    "Keys and values of layer `i` of a `DynamicCache`, (B, H_kv, L, d) each (the layered cache of recent transformers, or the lists of older ones)."
+    if hasattr(cache, 'layers'): return cache.layers[i].keys, cache.layers[i].values
+    return cache.key_cache[i], cache.value_cache[i]
+
+def _rms_norm(mod, x:torch.Tensor) -> torch.Tensor:
+    "Llama/Qwen2 RMSNorm with `mod`'s weight and epsilon, the same arithmetic as the module's forward (without its wrappers)."
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + mod.variance_epsilon)
+    return mod.weight * h.to(x.dtype)
+
+class StaticDecoder:
+    "The decode step of a Llama/Qwen2-style causal LM on a preallocated KV cache: one token per row, written in place, no per-token allocation of the cache and no mask building."
+    def __init__(self, model, # the causal LM (`supports(model)`)
+                 cache, # the `DynamicCache` of the prefill
+                 mask:torch.Tensor, # (B, L) 1 on the prompt's tokens, 0 on left padding
+                 max_new:int, # tokens to come: the buffers grow to at most L + max_new positions
+                 block:int=32, # generated positions the buffers first hold (then doubled as needed)
+                ):
+        import sys
+        m = model.model
+        self.model, self.layers, self.L, self.end, self.block = model, list(m.layers), mask.shape[1], mask.shape[1] + max_new, block
+        self.rope = sys.modules[type(m.layers[0].self_attn).__module__].apply_rotary_pos_emb  # the model's own rotation
+        self.t, self.cap = 0, min(self.end, self.L + block)  # tokens decoded so far; positions the buffers hold
+        kv = [_layer_kv(cache, i) for i in range(len(self.layers))]  # (B, H_kv, L, d) each
+        self.k, self.v = [self._fit(k, self.L) for k, _ in kv], [self._fit(v, self.L) for _, v in kv]
+        self.bias = self._fit(torch.zeros(mask.shape, dtype=self.k[0].dtype, device=mask.device).masked_fill_(mask == 0, float('-inf')), self.L)  # 0: attended, -inf: padding
+
+    def _fit(self, x:torch.Tensor, used:int, rows:torch.Tensor|None=None) -> torch.Tensor:
+        "A new buffer of `self.cap` positions (dimension 2 of a cache, 1 of the bias) holding `x`'s first `used` positions (of `rows` only, if given)."
+        d = 2 if x.dim() == 4 else 1
+        if rows is not None: x = x.index_select(0, rows)
+        out = x.new_zeros(*x.shape[:d], self.cap, *x.shape[d + 1:])  # positions past those written are never read (`step` reads up to its own)
+        out.narrow(d, 0, used).copy_(x.narrow(d, 0, used))
+        return out
+
+    def _grow(self, need:int):
+        "Make room for `need` positions: the generated part of the buffers doubles, up to L + max_new."
+        if need <= self.cap: return
+        used, self.cap = self.L + self.t, min(self.end, max(need, 2 * self.cap - self.L))
+        self.k, self.v = [self._fit(x, used) for x in self.k], [self._fit(x, used) for x in self.v]
+        self.bias = self._fit(self.bias, used)
+
+    @staticmethod
+    def supports(model) -> bool:
+        "Whether `model` is a decoder this step reproduces: Llama or Qwen2 layers, full attention, SiLU MLP, inference mode, plain (unsharded, unhooked) modules."
+        import sys
+        cfg, m = getattr(model, 'config', None), getattr(model, 'model', None)
+        if cfg is None or m is None or model.training or getattr(cfg, 'model_type', None) not in ('qwen2', 'llama'): return False
+        if getattr(cfg, 'hidden_act', None) != 'silu' or getattr(cfg, 'pretraining_tp', 1) != 1 or not hasattr(m, 'rotary_emb'): return False
+        if any(t != 'full_attention' for t in (getattr(cfg, 'layer_types', None) or ['full_attention'])): return False
+        if any(mod._forward_hooks or mod._forward_pre_hooks or hasattr(mod, '_hf_hook') for mod in model.modules()): return False  # sharding or offload hooks: calling weights directly would skip them
+        if any(type(p).__name__ == 'DTensor' for p in model.parameters()): return False  # sharded parameters (FSDP2)
+        a, l0 = m.layers[0].self_attn, m.layers[0]
+        norms = (l0.input_layernorm, l0.post_attention_layernorm, m.norm)
+        return (getattr(a, 'sliding_window', None) is None and all(hasattr(a, x) for x in ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'scaling', 'head_dim'))
+                and all(hasattr(l0.mlp, x) for x in ('gate_proj', 'up_proj', 'down_proj')) and all(hasattr(n, 'variance_epsilon') for n in norms)
+                and type(model.lm_head) is torch.nn.Linear and hasattr(sys.modules[type(a).__module__], 'apply_rotary_pos_emb'))
+
+    def select(self, keep:torch.Tensor):
+        "Keep only rows `keep` (finished rows dropped); only the positions written so far are copied."
+        used = self.L + self.t
+        self.k, self.v = [self._fit(x, used, keep) for x in self.k], [self._fit(x, used, keep) for x in self.v]
+        self.bias = self._fit(self.bias, used, keep)
+
+    def step(self, tok:torch.Tensor, # (b,) the last sampled token of each row
+             pos:torch.Tensor, # (b,) its position id
+            ) -> torch.Tensor:
+        "Logits (b, V) of the next token, after writing `tok`'s keys and values at slot L + t."
+        F, m, s = torch.nn.functional, self.model.model, self.L + self.t
+        self._grow(s + 1)
+        x = F.embedding(tok[:, None], m.embed_tokens.weight)  # (b, 1, D)
+        cos, sin = m.rotary_emb(x, pos[:, None])  # (b, 1, d)
+        b, bias = x.shape[0], self.bias[:, None, None, :s + 1]  # (b, 1, 1, s+1)
+        lin = lambda mod, h: F.linear(h, mod.weight, mod.bias)  # the module's own weights, without module-call overhead
+        for layer, kb, vb in zip(self.layers, self.k, self.v):
+            a, mlp = layer.self_attn, layer.mlp
+            h = _rms_norm(layer.input_layernorm, x)
+            q = lin(a.q_proj, h).view(b, 1, -1, a.head_dim).transpose(1, 2)  # (b, H, 1, d)
+            k = lin(a.k_proj, h).view(b, 1, -1, a.head_dim).transpose(1, 2)  # (b, H_kv, 1, d)
+            q, k = self.rope(q, k, cos, sin)
+            kb[:, :, s:s + 1] = k; vb[:, :, s:s + 1] = lin(a.v_proj, h).view(b, 1, -1, a.head_dim).transpose(1, 2)
+            hk = kb.shape[1]
+            qg = q.reshape(b, hk, -1, a.head_dim)  # (b, H_kv, groups, d): query heads grouped by their kv head
+            w = torch.matmul(qg, kb[:, :, :s + 1].transpose(-1, -2)).mul_(a.scaling).add_(bias).softmax(-1)  # (b, H_kv, groups, s+1)
+            o = torch.matmul(w, vb[:, :, :s + 1]).reshape(b, 1, -1)  # (b, 1, H*d)
+            x = x + lin(a.o_proj, o)
+            h = _rms_norm(layer.post_attention_layernorm, x)
+            x = x + lin(mlp.down_proj, F.silu(lin(mlp.gate_proj, h)) * lin(mlp.up_proj, h))
+        self.t += 1
+        return lin(self.model.lm_head, _rms_norm(m.norm, x))[:, -1]  # (b, V)
+
 # %% ../nbs/05_rollout.ipynb #912505f3
 @torch.inference_mode()
 def _sample_loop(model, prompt_ids:list[list[int]], n:int, sp:SamplingParams, stop_ids:list[int], pad_id:int,
-                 device, generator, drop_frac:float|None):
-    "Generate `n` rows per prompt; returns (tokens (B, T), lengths (B,), stopped (B,), logprobs (B, T) | None)."
+                 device, generator, drop_frac:float|None, static:bool=True, top_p_k:int=64):
+    "Generate `n` rows per prompt; returns (tokens (B, T), lengths (B,), stopped (B,), logprobs (B, T) | None). `static`: decode with `StaticDecoder` where it `supports` the model; `top_p_k`: see `_top_p_filter`."
     from transformers import DynamicCache
     ids, mask = _left_pad(prompt_ids, pad_id, device)  # (P, L)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (P, L) positions ignore the left padding
-    cache = DynamicCache(config=model.config)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+    cache, kw = DynamicCache(config=model.config), _cache_arg(model)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **{kw: cache},
                    use_cache=True, logits_to_keep=1).logits[:, -1]  # (P, V)
     if n > 1:  # one prefill per prompt, shared by its n samples
         cache.batch_repeat_interleave(n)
         logits, mask, pos = logits.repeat_interleave(n, 0), mask.repeat_interleave(n, 0), pos.repeat_interleave(n, 0)
     B, T = logits.shape[0], sp.max_new_tokens
+    fast = StaticDecoder(model, cache, mask, T) if static and StaticDecoder.supports(model) else None
+    if fast is not None: del cache  # its keys and values now live in the decoder's buffers
     out = torch.full((B, T), pad_id, dtype=torch.long, device=device)
     lps = torch.zeros((B, T), device=device) if sp.logprobs else None
     lengths = torch.zeros(B, dtype=torch.long, device=device)
@@ -145,7 +262,7 @@ def _sample_loop(model, prompt_ids:list[list[int]], n:int, sp:SamplingParams, st
     last_pos, stop_t = pos[:, -1], torch.tensor(stop_ids, device=device)
     for t in range(T):
         u_all = torch.rand(B, 1, generator=generator, device=device) if sp.temperature > 0 else None
-        tok = _draw(logits, sp.temperature, sp.top_p, u_all[rows] if u_all is not None else None)  # (b,)
+        tok = _draw(logits, sp.temperature, sp.top_p, u_all[rows] if u_all is not None else None, top_p_k)  # (b,)
         tok = tok.masked_fill(done, pad_id)
         out[rows, t] = tok
         if lps is not None:
@@ -158,12 +275,14 @@ def _sample_loop(model, prompt_ids:list[list[int]], n:int, sp:SamplingParams, st
         if t == T - 1 or bool(done.all()): break
         if drop_frac is not None and bool(done.any()) and done.float().mean().item() >= drop_frac:
             keep = (~done).nonzero().squeeze(-1)
-            cache.batch_select_indices(keep)
+            if fast is not None: fast.select(keep)
+            else: cache.batch_select_indices(keep)
             rows, done, mask, last_pos, tok = rows[keep], done[keep], mask[keep], last_pos[keep], tok[keep]
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)  # (b, L+t+1)
         last_pos = last_pos + 1
+        if fast is not None: logits = fast.step(tok, last_pos); continue
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)  # (b, L+t+1)
         logits = model(input_ids=tok[:, None], attention_mask=mask, position_ids=last_pos[:, None],
-                       past_key_values=cache, use_cache=True).logits[:, -1]  # (b, V)
+                       **{kw: cache}, use_cache=True).logits[:, -1]  # (b, V)
     return out, lengths, stopped, lps
 
 # %% ../nbs/05_rollout.ipynb #964d7467
@@ -192,9 +311,11 @@ class HFEngine:
                  device=None, # where to run; default: the model's device
                  max_batch_rows:int|None=None, # cap on prompts*n rows per forward (memory); None: all at once
                  drop_frac:float|None=0.25, # drop finished rows once this fraction of the batch is done; None: never
+                 static:bool=True, # decode with `StaticDecoder` where it supports the model; False: the transformers step
+                 top_p_k:int=64, # top-p looks among the k most likely tokens first (`_top_p_filter`); 0: a full sort
                 ):
         if tokenizer.eos_token_id is None: raise ValueError("HFEngine: the tokenizer has no eos_token_id; set tokenizer.eos_token")
-        self.model, self.tokenizer, self.max_batch_rows, self.drop_frac = model, tokenizer, max_batch_rows, drop_frac
+        self.model, self.tokenizer, self.max_batch_rows, self.drop_frac, self.static, self.top_p_k = model, tokenizer, max_batch_rows, drop_frac, static, top_p_k
         self.device = torch.device(device) if device is not None else _model_device(model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -234,7 +355,7 @@ class HFEngine:
         return [grp for ch in chunks for grp in ch]
 
     def _chunk(self, enc, n, sp, stop_ids, g):
-        out, lengths, stopped, lps = _sample_loop(self.model, enc, n, sp, stop_ids, self.pad_id, self.device, g, self.drop_frac)
+        out, lengths, stopped, lps = _sample_loop(self.model, enc, n, sp, stop_ids, self.pad_id, self.device, g, self.drop_frac, self.static, self.top_p_k)
         out, lengths, stopped = out.tolist(), lengths.tolist(), stopped.tolist()
         ids = [row[:k] for row, k in zip(out, lengths)]
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from .config import Config, ConfigError, EvalSet, GRPOConfig, load_config, get_device, seed_everything, derive_seed, show_progress
 from .data import Problem, load_problems, load_eval_problems, prompt_ids, cfg_levels_dir
-from .rollout import SamplingParams, VLLMEngine, make_engine
+from .rollout import SamplingParams, VLLMEngine, make_engine, _cache_arg
 from .rewards import grade
 from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head, pack_completions, packed_logprobs, _inner
 from .online import OnlineDifficulty, screen_batch, retier_strata, resume_online, observe
@@ -20,12 +20,13 @@ from .models import load_model, resolve_model
 
 # %% auto #0
 __all__ = ['FLOPS_FORMULA', 'GIB', 'load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', 'packed_micro_batches',
-           'group_micro_batches', 'make_micro_batches', 'shared_prefix_logprobs', 'mb_logprobs', 'is_sharded',
-           'grad_sync', 'global_max', 'global_sum', 'policy_update', 'update_flops', 'mb_seq_lens', 'compute_dtype',
-           'matmul_peak_flops', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'RunState', 'JsonlLog',
-           'save_checkpoint', 'latest_checkpoint', 'load_trainer_state', 'setup_accelerator', 'shard_model',
-           'full_state', 'load_optimizer_state', 'release_cached_memory', 'memory_plan', 'Groups', 'sample_groups',
-           'collect_groups', 'gathered_metrics', 'history_rows', 'train', 'branch_run', 'evaluate_model']
+           'group_micro_batches', 'make_micro_batches', 'enable_checkpointing', 'shared_prefix_logprobs', 'mb_logprobs',
+           'is_sharded', 'grad_sync', 'global_max', 'global_sum', 'policy_update', 'update_flops', 'mb_seq_lens',
+           'compute_dtype', 'matmul_peak_flops', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate',
+           'initial_eval_cache', 'RunState', 'JsonlLog', 'save_checkpoint', 'latest_checkpoint', 'load_trainer_state',
+           'setup_accelerator', 'shard_model', 'full_state', 'load_optimizer_state', 'release_cached_memory',
+           'memory_plan', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics', 'history_rows', 'train',
+           'branch_run', 'evaluate_model']
 
 # %% ../nbs/07_trainer.ipynb #a7c250b2
 def _quiet_transformers():
@@ -138,6 +139,10 @@ def make_micro_batches(groups:list[list], # per prompt, its `n` `Completion`s
     if g.micro_batch_layout == 'packed': return packed_micro_batches(flat, advantages, g, device, mask_truncated)
     return micro_batches(flat, advantages, g, pad_id, device, mask_truncated)
 
+def enable_checkpointing(model):
+    "Activation checkpointing on every decoder layer (`activation_checkpointing_enable`, its name since transformers 5.20; before, `gradient_checkpointing_enable`)."
+    (getattr(model, 'activation_checkpointing_enable', None) or model.gradient_checkpointing_enable)()
+
 def _checkpointing(model) -> bool:
     "Activation checkpointing on, in training mode: transformers' layers then drop the key/value cache."
     return model.training and any(getattr(m, 'gradient_checkpointing', False) is True for m in model.modules())
@@ -160,7 +165,7 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
     cache = DynamicCache(config=model.config)
     kw = dict(temperature=temperature, with_entropy=with_entropy, chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad)
     with token_stats_head(model, completion_ids[:, :1], keep[:, :1], repeat=n, **kw):  # the prompt's last position predicts token 0
-        st = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, past_key_values=cache,
+        st = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, **{_cache_arg(model): cache},
                    use_cache=True, logits_to_keep=1).logits  # (B, 1, 2)
     if K > 1:  # the responses' own tokens, on top of the repeated prompt cache
         cache.batch_repeat_interleave(n)
@@ -168,7 +173,7 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
         cpos = pos[:, -1:].repeat_interleave(n, 0) + 1 + torch.arange(K, device=pos.device)  # (B, K)
         with token_stats_head(model, completion_ids[:, 1:], keep[:, 1:], **kw):
             rest = model(input_ids=completion_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=cpos[:, :-1],
-                         past_key_values=cache, use_cache=True).logits  # (B, K-1, 2)
+                         **{_cache_arg(model): cache}, use_cache=True).logits  # (B, K-1, 2)
         st = torch.cat([st, rest], 1)
     return st[..., 0], (st[..., 1] if with_entropy else None)
 
@@ -361,15 +366,38 @@ def evaluate(model, tokenizer, cfg:Config,
              records:bool=False, # also return the per-set records (for tables)
              reward_fn=None, # `reward_fn(problems, responses) -> list[float]`; default: the verifiers
              acc=None, # an `Accelerator`: the sets are sharded over its processes
+             cache_dir=None, # keep each set's record here, keyed by everything that shapes it (`initial_eval_cache`); None: no cache
             ) -> dict:
     "Flat `eval/<name>/<metric>` results of `model` on the evaluation sets."
     engine = engine or make_engine('hf', model, tokenizer)
     seed = cfg.seed if seed is None else seed
     rank = acc.process_index if acc is not None else 0
-    recs = [evaluate_set(engine, tokenizer, es, cfg, seed=derive_seed(seed, 'eval', i, rank), reward_fn=reward_fn, acc=acc)
-            for i, es in enumerate(sets if sets is not None else cfg.eval.sets)]
+    recs = []
+    for i, es in enumerate(sets if sets is not None else cfg.eval.sets):
+        s = derive_seed(seed, 'eval', i, rank)
+        f = _eval_cache_file(cache_dir, es, cfg, s) if cache_dir is not None else None
+        if f is not None and f.exists(): recs.append(json.loads(f.read_text())); continue
+        recs.append(evaluate_set(engine, tokenizer, es, cfg, seed=s, reward_fn=reward_fn, acc=acc))
+        if f is not None:
+            f.parent.mkdir(parents=True, exist_ok=True); tmp = f.with_suffix(f'.tmp{os.getpid()}')
+            tmp.write_text(json.dumps(recs[-1])); os.replace(tmp, f)  # whole or absent
     flat = {f"eval/{r['name']}/{k}": r[k] for r in recs for k in ('pass@1', 'pass@1_std', 'reward', 'len_mean', 'trunc_frac')}
     return (flat, recs) if records else flat
+
+def _eval_cache_file(cache_dir, es:EvalSet, cfg:Config, seed:int) -> Path:
+    "The cache file of one set's evaluation of `cfg`'s starting policy: keyed by the policy's folder, dtype, the set, its seed, the evaluation sampling, rewards, data, tiny world and the package's code."
+    import hashlib
+    from staged_rl.rewards import rewards_signature
+    from staged_rl.scoring import package_fingerprint
+    key = {'policy': str(resolve_model(cfg.model.policy, cfg)), 'dtype': cfg.model.dtype, 'device': cfg.model.device, 'set': asdict(es), 'seed': seed,
+           'sampling': asdict(cfg.eval.sampling), 'rewards': rewards_signature(cfg.rewards), 'data': asdict(cfg.data), 'tiny': asdict(cfg.tiny),
+           'code': package_fingerprint()}
+    return Path(cache_dir)/f"{hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]}.json"
+
+def initial_eval_cache(cfg:Config, acc=None, reward_fn=None) -> Path|None:
+    "Where the step-0 evaluations of runs that start from the same tiny policy are shared (`<tiny.cache_dir>/evals`): every run of an experiment grid with the same seed evaluates the same policy the same way. None for other policies, several processes or a custom reward."
+    if not str(cfg.model.policy).startswith('tiny:') or reward_fn is not None or (acc is not None and acc.num_processes > 1) or cfg.model.engine != 'hf': return None
+    return Path(cfg.tiny.cache_dir).expanduser()/'evals'
 
 # %% ../nbs/07_trainer.ipynb #ad1ad024
 @dataclass
@@ -640,7 +668,7 @@ def train(cfg:Config, # the run's configuration (`load_config`)
     ckpt = _prepare_run(out, resume, main)
     policy, tok = load_policy(str(ckpt/'policy') if ckpt else cfg.model.policy, cfg, dev)
     ref = load_policy(cfg.model.policy, cfg, dev, cfg.model.dtype)[0].eval().requires_grad_(False) if cfg.grpo.kl_coef > 0 else None
-    if cfg.model.gradient_checkpointing: policy.gradient_checkpointing_enable()
+    if cfg.model.gradient_checkpointing: enable_checkpointing(policy)
     if cfg.model.fsdp:  # shard before the optimizer sees the parameters
         bf16 = dev.type == 'cuda' and cfg.model.dtype == 'bfloat16'
         policy, ref = shard_model(policy, bf16), (shard_model(ref, bf16) if ref is not None else None)
@@ -664,13 +692,13 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         metrics.write(row)
         if cfg.output.log_with: acc.log(_numeric(row), step=row['step'])
 
-    def run_eval(step, sets=None):  # every process evaluates its share of the problems
+    def run_eval(step, sets=None, cache_dir=None):  # every process evaluates its share of the problems
         t0 = time.perf_counter()
-        res = evaluate(acc.unwrap_model(policy), tok, cfg, sets=sets, seed=derive_seed(cfg.seed, 'eval', step), engine=engine, reward_fn=reward_fn, acc=acc)
+        res = evaluate(acc.unwrap_model(policy), tok, cfg, sets=sets, seed=derive_seed(cfg.seed, 'eval', step), engine=engine, reward_fn=reward_fn, acc=acc, cache_dir=cache_dir)
         return {**res, 'time/eval': time.perf_counter() - t0}
 
     if not ckpt and cfg.eval.sets:  # the starting point of every curve
-        row = {'step': 0, 'stage': cfg.stages[0].name, 'stage_step': 0, **run_eval(0)}
+        row = {'step': 0, 'stage': cfg.stages[0].name, 'stage_step': 0, **run_eval(0, cache_dir=initial_eval_cache(cfg, acc, reward_fn))}  # shared by runs from the same policy
         state.stage_evals.append(row); log(row)
 
     bar = tqdm(total=_total_steps(cfg), initial=state.step, disable=not (show_progress(progress) and main), desc='train', dynamic_ncols=True)

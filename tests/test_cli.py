@@ -159,7 +159,7 @@ def _fake_experiments(folder:Path):
 
 def test_readme_pipeline_runs_as_written(tmp_path):
     lines = readme_pipeline()
-    assert [l.split()[1] for l in lines] == ['ladder', 'score', 'filter', 'train', 'eval', 'reproduce']
+    assert [l.split()[1] for l in lines] == ['ladder', 'score', 'filter', 'train', 'eval', 'export', 'reproduce']
     _fake_experiments(tmp_path/'experiments')
     for line in lines:
         words = shlex.split(line, comments=True)
@@ -174,6 +174,7 @@ def test_readme_pipeline_runs_as_written(tmp_path):
         if args[0] == 'reproduce': tail, last = r.stdout + r.stderr, r.stdout.strip().splitlines()[-1]
     assert levels['levels_dir'] == 'runs/smoke/levels' and (tmp_path/'runs'/'smoke'/'levels'/'level2_math.jsonl').exists()
     assert (tmp_path/'runs'/'x'/'policy'/'config.json').exists() and (tmp_path/'runs'/'x'/'eval_policy.json').exists()  # next to the model
+    assert list((tmp_path/'runs'/'verl').glob('*.parquet')) and 'def compute_score' in (tmp_path/'runs'/'verl'/'reward.py').read_text()
     assert '[runs] 1/1 done' in tail  # the notebooks' progress lines reach the log
     assert f"figures of 01_ladder_and_scoring: runs/smoke/01_ladder_and_scoring/ (fig.png)" in tail
     assert last == '[reproduce] results table: runs/smoke/results.md'

@@ -90,7 +90,7 @@ def test_packed_under_activation_checkpointing():
     adv = torch.randn(len(flat), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     model.train()
     _, _, g0 = _grad(model, _padded_fn(model, pad), adv)
-    model.gradient_checkpointing_enable()
+    from staged_rl.trainer import enable_checkpointing; enable_checkpointing(model)
     _, _, g1 = _grad(model, _packed_fn(model, pk), adv)
     for n in g0: torch.testing.assert_close(g1[n], g0[n], atol=1e-6, rtol=1e-6, msg=n)
 

@@ -301,7 +301,7 @@ def test_shared_prompt_refused_under_checkpointing():
     model, plain, shared = _update_batches(False)
     model.train()
     want = mb_logprobs(model, shared[0])[0].detach()
-    model.gradient_checkpointing_enable()
+    from staged_rl.trainer import enable_checkpointing; enable_checkpointing(model)
     mb = shared[0]
     with pytest.raises(ValueError, match='checkpointing'):
         shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'], mb['n'])
@@ -337,3 +337,21 @@ def test_live_metrics_with_tensorboard(tmp_path, levels):
     assert {'reward', 'loss', 'entropy', 'time/step'} <= tags, tags
     assert [e.step for e in ea.Scalars('reward')] == [1, 2]
     assert ea.Scalars('reward')[1].value == pytest.approx(rows[-1]['reward'])
+
+# ---- the step-0 evaluation, shared by runs from the same policy -------------------------------------------------
+def test_step0_evaluation_shared(tmp_path, levels, monkeypatch):
+    "Runs that start from the same policy with the same seed evaluate step 0 once: the others read the record, identical."
+    import staged_rl.trainer as T
+    monkeypatch.setattr(T, 'initial_eval_cache', lambda cfg, acc=None, reward_fn=None: tmp_path/'evals')
+    one = lambda name, *o: T.train(smoke(tmp_path/name, levels, 'output.save_every=0',
+                                         'stages=[{name: s, data: [{source: "level:2:math"}], max_steps: 1}]', *o), progress=False)
+    ev = lambda rows: {k: v for k, v in rows[0].items() if k.startswith('eval/')}
+    a = one('a')
+    files = sorted((tmp_path/'evals').iterdir())
+    assert len(files) == 2  # one record per evaluation set (math, code)
+    b = one('b', 'grpo.lr=1e-3')  # another run (another learning rate) from the same policy and seed
+    assert ev(a) == ev(b) and sorted((tmp_path/'evals').iterdir()) == files  # read back, nothing written again
+    rec = json.loads(files[0].read_text()); rec['pass@1'] = 0.123456; files[0].write_text(json.dumps(rec))
+    assert 0.123456 in ev(one('c')).values()  # the step-0 row comes from the record
+    one('d', 'seed=1')
+    assert len(list((tmp_path/'evals').iterdir())) == 4  # another seed samples otherwise: its own records
