@@ -4,14 +4,14 @@
 
 # %% ../nbs/11_reproduce.ipynb #2cfa7a81
 from __future__ import annotations
-import json, os, sys, time
+import json, os, re, sys, time
 from pathlib import Path
 from .config import show_progress
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'PRESET_PARAMS', 'experiments_dir', 'experiment_params', 'is_done', 'notebook_git', 'mark_done',
-           'first_seconds', 'ReproduceError', 'run_notebook', 'results_table', 'results_section', 'publish_results',
-           'reproduce']
+__all__ = ['EXPERIMENTS', 'PRESET_PARAMS', 'FIGURES', 'WORDS', 'experiments_dir', 'experiment_params', 'is_done', 'notebook_git',
+           'mark_done', 'first_seconds', 'ReproduceError', 'run_notebook', 'results_table', 'anchor', 'results_section',
+           'results_details', 'write_results', 'publish_results', 'reproduce']
 
 # %% ../nbs/11_reproduce.ipynb #0ce7eb15
 EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run', '04_math_code_mix', '05_online_difficulty']
@@ -100,13 +100,17 @@ def _half_cell(h:dict|None) -> str:
     words = {True: 'yes', False: 'no', None: 'inconclusive'}
     return f"{words[h.get('held')]} ({h['mean']:+.3f}, n={h['n']})"
 
-def results_table(out_dir) -> str:
-    "Markdown tables of every experiment's claims under `out_dir`, the paper's claims then the design checks (`kind: check`): each half's verdict, the final one by the registered rule, and a power line per claim."
+def _claims(out_dir) -> list:
+    "(experiment, claims.json row) for every claim and check under `out_dir`, in experiment order."
     rows = []
     for name in EXPERIMENTS:
         f = Path(out_dir)/name/'claims.json'
         if f.exists(): rows += [(name, c) for c in json.loads(f.read_text())]
-    words = {True: 'yes', False: 'no', None: 'inconclusive'}
+    return rows
+
+def results_table(out_dir) -> str:
+    "Markdown tables of every experiment's claims under `out_dir`, the paper's claims then the design checks (`kind: check`): each half's verdict, the final one by the registered rule, and a power line per claim."
+    rows, words = _claims(out_dir), {True: 'yes', False: 'no', None: 'inconclusive'}
     def table(rows):
         lines = ['| experiment | claim | paper | miniature (mean ± sd over seeds) | discovery | replication | final | how judged |', '|---|---|---|---|---|---|---|---|']
         lines += [f"| {n} | {c['claim']} | {c['paper']} | {c['ours']} | {_half_cell(c.get('discovery'))} | {_half_cell(c.get('replication'))} | "
@@ -130,32 +134,126 @@ def _experiment_rows(run_dir:Path) -> list:
         rows.append((name, done, sorted(p.name for p in d.glob('*.png'))))
     return rows
 
+FIGURES = {  # figure name -> (alt text, caption, shown in the README too); others appear on the results page with their file name
+    'ladder_accuracy': ('The tiny ladder: held-out pass@1 per model', "Experiment 1: held-out pass@1 of the four tiny models that stand in for the paper's ladder, math and code.", True),
+    'levels': ('Problems per level and the initial reward per level', "Experiment 1: problems per level, and the small model's mean reward per level next to the paper's.", True),
+    'pass_rate_histograms': ('Pass rates of the initial policy on the math pool', "Experiment 1: the initial policy's pass rates on the math pool, all problems and per level.", False),
+    'fig1_difficulty_ablation': ('Fig 1 in miniature: GRPO on level 1, 2 or 3', 'Experiment 2 (Fig 1): GRPO on level 1, 2 or 3 from the same policy; mean and ±1 sd over seeds.', True),
+    'fig2_staged_curve': ('Fig 2 in miniature: staged against stage 1 continued', 'Experiment 3 (Fig 2): staged against stage 1 continued; dashed: the switch to stage 2.', True),
+    'fig3_staged_bars': ('Fig 3 in miniature: held-out math at the end of every arm', 'Experiment 3 (Fig 3): held-out math at the end of every arm.', True),
+    'fig4_math_code_mix': ('Fig 4 in miniature: math only against math and code mixed', 'Experiment 4 (Fig 4): math only against math and code mixed in every batch.', True),
+    'fig5_score_vs_rollouts': ('Held-out math against rollouts spent, and the zero-variance share', 'Experiment 5: held-out math pass@1 against training rollouts and against training + scoring rollouts, and the share of groups with no learning signal, per arm.', True),
+    'training_curves': ('Training curves of every arm', "Every run's held-out score and training metrics, mean and ±1 sd over seeds.", False),
+}
+WORDS = {True: 'yes', False: 'no', None: 'inconclusive'}
+
+def anchor(title:str) -> str:
+    "The anchor the docs site gives a heading: lower case, punctuation dropped (dots kept), spaces to dashes."
+    return re.sub(r'\s+', '-', re.sub(r'[^\w\s.-]', '', title.lower()).strip())
+
+def _summary(run_dir:Path, dest:str, machine:str) -> str:
+    "The line that says which run this is: preset, seeds, machine and the time of every experiment."
+    rows = _experiment_rows(run_dir)
+    params = next((done['params'] for _, done, _ in rows if done), {})
+    secs = [(n, first_seconds(done)) for n, done, _ in rows if done]  # the execution that trained
+    return (f"Generated by `staged-rl reproduce --preset {params.get('preset', '?')} --publish {dest}` from a finished run "
+            f"(seeds {params.get('seeds', '?')}){'; ' + machine if machine else ''}. "
+            f"Total time {sum(s for _, s in secs)/60:.1f} min: " + ', '.join(f"{n} {s/60:.1f} min" for n, s in secs) + '.')
+
+def _figures(run_dir:Path, figs_at:str, readme:bool) -> list:
+    "Captioned figures (image, then its caption in italics): the README's selection, or every figure of the run."
+    out = []
+    for name, _, figs in _experiment_rows(run_dir):
+        for f in figs:
+            alt, cap, mine = FIGURES.get(Path(f).stem, (f"{name}: {f}", f"{name}: {Path(f).stem.replace('_', ' ')}.", False))
+            if mine or not readme: out += [f"![{alt}]({figs_at}/{name}/{f})", '', f"*{cap}*", '']
+    return out
+
+def _power_cell(c:dict) -> str:
+    p = c.get('power') or {}
+    return '—' if not p.get('effect') or p.get('sd') is None else 'over 1000' if p.get('seeds_needed') is None else str(p['seeds_needed'])
+
 def results_section(run_dir, # a finished `staged-rl reproduce` folder
                     dest:str, # where the figures are published, relative to the repository root
                     machine:str='', # where it ran, in words
                     figs_at:str|None=None, # the figures' folder as the page showing the section links it (default `dest`)
+                    page:str='../nbs/results.ipynb', # the results page, as the README's notebook links it (`make readme` drops the `../`)
+                    experiments:str='../nbs/experiments', # the experiment notebooks' folder, linked the same way
                    ) -> str:
-    "The README's `## Results` section (markdown) for the run in `run_dir`."
+    "The README's compact `## Results` section: one row per claim with each half, the verdict and the seeds 80% power needs; how each was judged is on the results page."
     run_dir = Path(run_dir)
-    rows = _experiment_rows(run_dir)
-    params = next((done['params'] for _, done, _ in rows if done), {})
-    secs = [(n, first_seconds(done)) for n, done, _ in rows if done]  # the execution that trained
-    total = sum(s for _, s in secs)
-    lines = ['## Results', '',
-             f"Generated by `staged-rl reproduce --preset {params.get('preset', '?')} --publish {dest}` from a finished run "
-             f"(seeds {params.get('seeds', '?')}){'; ' + machine if machine else ''}. "
-             f"Total time {total/60:.1f} min: " + ', '.join(f"{n} {s/60:.1f} min" for n, s in secs) + '.', '',
-             results_table(run_dir).rstrip('\n'), '']
-    for name, _, figs in rows:
-        lines += [f"![{name}: {f}]({figs_at or dest}/{name}/{f})" for f in figs]
+    rows = _claims(run_dir)
+    exp = lambda n: f"[{n[:2].lstrip('0')}]({experiments}/{n}.ipynb)"
+    short = lambda ours: re.sub(r' \(n=\d+\)', '', ours.split(';')[0])
+    claims = [r for r in rows if r[1].get('kind') != 'check']
+    checks = [r for r in rows if r[1].get('kind') == 'check']
+    lines = ['## Results', '', _summary(run_dir, dest, machine), '',
+             "The claims, judged by rules registered in `nbs/experiments/claims.yaml` before the run; each links how it was "
+             f"judged (test, threshold, statistic, both seed halves) on the [results page]({page}#{anchor('The claims (how each was judged)')}).", '',
+             '| exp. | claim | miniature (mean ± sd) | discovery | replication | verdict | seeds for 80% power |', '|---|---|---|---|---|---|---|']
+    lines += [f"| {exp(n)} | [{c['claim']}]({page}#{anchor(c['claim'])}) | {short(c['ours'])} | {_half_cell(c.get('discovery'))} | "
+              f"{_half_cell(c.get('replication'))} | **{WORDS[c.get('held')]}** | {_power_cell(c)} |" for n, c in claims]
+    if checks:
+        lines += ['', f"Design checks of the miniature itself ([how judged]({page}#{anchor('Design checks (how each was judged)')})):", '',
+                  '| exp. | design check | verdict |', '|---|---|---|']
+        lines += [f"| {exp(n)} | [{c['claim']}]({page}#{anchor(c['claim'])}) | **{WORDS[c.get('held')]}** |" for n, c in checks]
+    lines += ['', *_figures(run_dir, figs_at or dest, readme=True),
+              f"Every figure, with the training curves of every run, is on the [results page]({page}#{anchor('Figures of the judged run')}); "
+              f"every run's `metrics.jsonl` is in `{dest}/`."]
     return '\n'.join(lines).rstrip() + '\n'
+
+def results_details(run_dir, dest:str, machine:str='', figs_at:str|None=None) -> str:
+    "The results page's `## The judged run` section: every claim and design check with how it was judged, then every figure."
+    run_dir = Path(run_dir)
+    rows = _claims(run_dir)
+    params = next((done['params'] for _, done, _ in _experiment_rows(run_dir) if done), {})
+    def block(n, c):
+        out = [f"#### {c['claim']}", '', f"**{WORDS[c.get('held')]}** ([experiment {n[:2].lstrip('0')}](experiments/{n}.ipynb))", '',
+               f"- paper: {c['paper']}", f"- miniature: {c['ours']}"]
+        for k in ('discovery', 'replication'):
+            if c.get(k): out.append(f"- {k} seeds {c[k]['seeds']}: {_half_cell(c[k])}")
+        if c.get('power'): out.append(f"- power: {c['power']['text']}")
+        return out + [f"- how judged: {c.get('note', '')}", '']
+    lines = [f"## The judged run ({params.get('preset', '?')})", '', _summary(run_dir, dest, machine), '',
+             '### The claims (how each was judged)', '']
+    for n, c in rows:
+        if c.get('kind') != 'check': lines += block(n, c)
+    if any(c.get('kind') == 'check' for _, c in rows):
+        lines += ['### Design checks (how each was judged)', '']
+        for n, c in rows:
+            if c.get('kind') == 'check': lines += block(n, c)
+    lines += ['### Figures of the judged run', '', *_figures(run_dir, figs_at or dest, readme=False)]
+    return '\n'.join(lines).rstrip() + '\n'
+
+def _set_cell(nb_path, starts:str, text:str, drop:tuple=()):
+    "Replace the markdown cell of notebook `nb_path` that starts with `starts` by `text` (appended if none), and drop cells starting with `drop`."
+    nb = json.loads(Path(nb_path).read_text())
+    src = [l + '\n' for l in text.rstrip('\n').split('\n')]; src[-1] = src[-1].rstrip('\n')
+    cells = [c for c in nb['cells'] if not (drop and ''.join(c['source']).startswith(drop))]
+    at = next((i for i, c in enumerate(cells) if ''.join(c['source']).startswith(starts)), None)
+    if at is None: cells.append({'cell_type': 'markdown', 'metadata': {}, 'source': src})
+    else: cells[at]['source'] = src
+    nb['cells'] = cells
+    Path(nb_path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
+
+def write_results(run_dir, # a finished run, or a published folder (its tables, claims and figures)
+                  dest:str, # the published folder, relative to the repository root
+                  index='nbs/index.ipynb', # the notebook that makes the README
+                  page='nbs/results.ipynb', # the results page
+                  machine:str='', # where it ran, in words
+                 ):
+    "Rewrite the README's `## Results` cell and the results page's `## The judged run` cell from the claims and figures of `run_dir`."
+    rel = lambda nb: Path(os.path.relpath(Path(dest).resolve(), Path(nb).resolve().parent)).as_posix()  # the notebooks link from their folder
+    _set_cell(index, '## Results', results_section(run_dir, dest, machine, rel(index)))
+    _set_cell(page, '## The judged run', results_details(run_dir, dest, machine, rel(page)), drop=('### Figures of the judged run',))
 
 def publish_results(run_dir, # a finished `staged-rl reproduce` folder
                     dest='results/tiny-cpu', # committed folder for tables, claims, PNG figures and metrics
                     index='nbs/index.ipynb', # the notebook that makes the README
                     machine:str='', # where it ran, in words
+                    page='nbs/results.ipynb', # the results page
                    ) -> Path:
-    "Copy a run's tables, claims, figures and runs' metrics into `dest` and rewrite the `## Results` cell of `index`."
+    "Copy a run's tables, claims, figures, figure data and runs' metrics into `dest`; rewrite the README's Results and the results page's judged run."
     import shutil
     run_dir, dest_p = Path(run_dir), Path(dest)
     if not (run_dir/'results.md').exists(): raise FileNotFoundError(f"{run_dir/'results.md'}: no results table; run `staged-rl reproduce` first")
@@ -163,25 +261,15 @@ def publish_results(run_dir, # a finished `staged-rl reproduce` folder
     shutil.copy(run_dir/'results.md', dest_p/'results.md')
     for name, _, figs in _experiment_rows(run_dir):
         (dest_p/name).mkdir(exist_ok=True)
-        for f in [*figs, 'claims.json', 'claims.yaml', 'summary.json', 'done.json'] + [p.name for p in (run_dir/name).glob('fig*.json')]:
+        data = [f'{Path(f).stem}.json' for f in figs]  # the numbers behind each figure (`save_figure`)
+        for f in [*figs, *data, 'claims.json', 'claims.yaml', 'summary.json', 'done.json']:
             if (run_dir/name/f).exists(): shutil.copy(run_dir/name/f, dest_p/name/f)
         for f in (run_dir/name).rglob('metrics.jsonl'):  # every run's metrics, at the same path (e.g. staged/seed1/)
             rel = f.relative_to(run_dir/name)
             if 'checkpoints' in rel.parts: continue
             (dest_p/name/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy(f, dest_p/name/rel)
-    section = results_section(run_dir, dest, machine)
-    (dest_p/'README-section.md').write_text(section)
-    nb = json.loads(Path(index).read_text())
-    # the notebook links the figures from its own folder (nbs/ -> ../results/...); `make readme` turns them back for README.md
-    section = results_section(run_dir, dest, machine, Path(os.path.relpath(dest_p.resolve(), Path(index).resolve().parent)).as_posix())
-    src = [l + '\n' for l in section.rstrip('\n').split('\n')]; src[-1] = src[-1].rstrip('\n')
-    cells = nb['cells']
-    at = next((i for i, c in enumerate(cells) if ''.join(c['source']).startswith('## Results')), None)
-    if at is None:  # a new section, before the measurements (or at the end)
-        at = next((i for i, c in enumerate(cells) if ''.join(c['source']).startswith('## Measured')), len(cells))
-        cells.insert(at, {'cell_type': 'markdown', 'metadata': {}, 'source': src})
-    else: cells[at]['source'] = src
-    Path(index).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
+    (dest_p/'README-section.md').write_text(results_section(run_dir, dest, machine, page='nbs/results.ipynb', experiments='nbs/experiments'))
+    if Path(index).exists() and Path(page).exists(): write_results(run_dir, dest, index, page, machine)
     return dest_p
 
 # %% ../nbs/11_reproduce.ipynb #1d361687
