@@ -9,14 +9,21 @@ from pathlib import Path
 import yaml
 from .config import load_config, Config, config_data, from_dict, show_progress
 from .data import level_path
-from .reproduce import EXPERIMENTS, experiments_dir
 
 # %% auto #0
-__all__ = ['RULES', 'CLAIM_REQUIRED', 'CLAIM_DEFAULTS', 'TRAIN_KEYS', 'run_config', 'level_config', 'default_workers', 'run_step',
-           'runs_status', 'run_many', 'curve', 'mean_sd', 'fmt', 'mean_sd_curves', 't_tail', 't_critical', 't_stat',
-           'verdict', 't_power', 'seeds_needed', 'replicated_verdict', 'save_figure', 'plot_band', 'claim',
-           'write_claims', 'claims_path', 'load_claims', 'registered_seeds', 'split_seeds', 'claim_power', 'judge',
-           'plot_runs', 'level_size']
+__all__ = ['EXPERIMENTS', 'RULES', 'CLAIM_REQUIRED', 'CLAIM_DEFAULTS', 'TRAIN_KEYS', 'experiments_dir', 'run_config',
+           'level_config', 'default_workers', 'run_step', 'runs_status', 'run_many', 'curve', 'mean_sd', 'fmt',
+           'mean_sd_curves', 't_tail', 't_critical', 't_stat', 'verdict', 't_power', 'seeds_needed',
+           'replicated_verdict', 'save_figure', 'plot_band', 'claim', 'write_claims', 'claims_path', 'load_claims',
+           'registered_seeds', 'split_seeds', 'claim_power', 'judge', 'plot_runs', 'level_size']
+
+# %% ../nbs/12_experiments.ipynb #e0e0a1b2
+EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run', '04_math_code_mix', '05_online_difficulty']  # in the order they run
+
+def experiments_dir() -> Path:
+    "The folder of experiment notebooks in a source checkout (`claims.yaml` sits there too)."
+    import staged_rl
+    return Path(staged_rl.__file__).resolve().parents[1]/'nbs'/'experiments'
 
 # %% ../nbs/12_experiments.ipynb #4c44540a
 def run_config(preset:str, # smoke | tiny-cpu | paper-1.5b

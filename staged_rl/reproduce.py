@@ -7,32 +7,25 @@ from __future__ import annotations
 import json, os, re, sys, time
 from pathlib import Path
 from .config import show_progress
+from .experiments import EXPERIMENTS, experiments_dir, registered_seeds
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'PRESET_PARAMS', 'FIGURES', 'WORDS', 'experiments_dir', 'experiment_params', 'is_done', 'notebook_git',
-           'mark_done', 'first_seconds', 'ReproduceError', 'run_notebook', 'results_table', 'anchor', 'results_section',
-           'results_details', 'write_results', 'publish_results', 'reproduce']
+__all__ = ['PRESET_PARAMS', 'FIGURES', 'WORDS', 'experiment_params', 'is_done', 'notebook_git', 'mark_done', 'first_seconds',
+           'ReproduceError', 'run_notebook', 'results_table', 'anchor', 'results_section', 'results_details',
+           'write_results', 'publish_results', 'reproduce']
 
 # %% ../nbs/11_reproduce.ipynb #0ce7eb15
-EXPERIMENTS = ['01_ladder_and_scoring', '02_difficulty_ablation', '03_staged_run', '04_math_code_mix', '05_online_difficulty']
-
 PRESET_PARAMS = {  # papermill parameters per preset, on top of `preset` and `out_dir`
     'smoke': {'seeds': [0]},
     'tiny-cpu': {'seeds': 'registered'},  # the discovery and replication seeds of claims.yaml (`registered_seeds`)
     'paper-1.5b': {'seeds': [0]},
 }
 
-def experiments_dir() -> Path:
-    "The folder of experiment notebooks in a source checkout."
-    return Path(__file__).resolve().parents[1]/'nbs'/'experiments'
-
 def experiment_params(preset:str, out_dir, extra:dict|None=None) -> dict:
     "The papermill parameters of every experiment for `preset` (seeds `'registered'`: those of `claims.yaml`, discovery first)."
     if preset not in PRESET_PARAMS: raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESET_PARAMS)}")
     p = {'preset': preset, 'out_dir': str(Path(out_dir).resolve()), **PRESET_PARAMS[preset], **(extra or {})}
-    if p['seeds'] == 'registered':
-        from staged_rl.experiments import registered_seeds  # experiments imports this module: imported when needed
-        p['seeds'] = registered_seeds()
+    if p['seeds'] == 'registered': p['seeds'] = registered_seeds()
     return p
 
 # %% ../nbs/11_reproduce.ipynb #63923938

@@ -4,22 +4,22 @@
 
 # %% ../nbs/08_scoring.ipynb #7da74e9e
 from __future__ import annotations
-import functools, gc, hashlib, itertools, json, os, socket, sys, threading, time, urllib.error, urllib.request, warnings
+import functools, gc, hashlib, importlib, itertools, json, os, socket, sys, threading, time, urllib.error, urllib.request, warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 from .config import ROLES, FilterConfig, load_config, derive_seed, get_device, show_progress
 from .data import Problem, prompt_ids, cfg_levels_dir
 from .filtering import assign_levels, built_levels, levels_for_pool, load_pool, problem_rng, build_levels, format_counts
-from .models import load_model, resolve_model
+from .models import MODEL_PLUGINS, load_model, resolve_model
 from .rewards import grade, rewards_signature
 from .rollout import Completion, SamplingParams, HFEngine, VLLMEngine
 
 # %% auto #0
 __all__ = ['ADAPTIVE_ORDER', 'SCORES_FILE', 'needed_fact', 'settled', 'adaptive_levels', 'scores_path', 'role_signatures',
-           'read_scores', 'append_records', 'rates_from_records', 'package_fingerprint', 'score_cache_path',
-           'cached_score_pool', 'score_role', 'engine_kind', 'scoring_vllm_overrides', 'default_engine_factory',
-           'score_pool', 'summarize', 'compare_levels', 'ServerError', 'OpenAIEngine', 'score_role_in_process',
+           'read_scores', 'append_records', 'rates_from_records', 'score_role', 'engine_kind', 'scoring_vllm_overrides',
+           'default_engine_factory', 'score_pool', 'summarize', 'compare_levels', 'package_fingerprint',
+           'score_cache_path', 'cached_score_pool', 'ServerError', 'OpenAIEngine', 'score_role_in_process',
            'import_rates', 'write_levels']
 
 # %% ../nbs/08_scoring.ipynb #951de389
@@ -194,45 +194,6 @@ def _run_batch(engine, tokenizer, batch:list, facts:list, cfg, role:str, b:int, 
         rnd += 1
     return scores, comps
 
-# %% ../nbs/08_scoring.ipynb #6f0b2561
-_FINGERPRINT = []
-
-def package_fingerprint() -> str:
-    "A hash of this package's source files: a cached result made by other code is never reused."
-    if not _FINGERPRINT:
-        h = hashlib.sha256()
-        for f in sorted(Path(__file__).resolve().parent.glob('*.py')): h.update(f.name.encode()); h.update(f.read_bytes())
-        _FINGERPRINT.append(h.hexdigest()[:16])
-    return _FINGERPRINT[0]
-
-def score_cache_path(problems:list, # the problems to score
-                     cfg, # the run's config (ladder, scoring, rewards, seed, data templates)
-                    ) -> Path|None:
-    "Where a finished store of `problems` under `cfg` is kept for reuse: `<tiny.cache_dir>/scores/<key>.jsonl`, keyed by the ladder build, every role's signature, the problems and the package's code; None unless every scoring role is a `tiny:` model."
-    roles = list(dict.fromkeys(cfg.scoring.roles))
-    if not all(getattr(cfg.ladder, r).startswith('tiny:') for r in roles): return None  # hub or local models: their weights are not content-addressed here
-    from staged_rl.tiny import ladder_dir
-    sigs = role_signatures(cfg)
-    key = {'ladder': ladder_dir(cfg).name, 'roles': roles, 'signatures': [sigs[r] for r in roles], 'code': package_fingerprint(),
-           'problems': hashlib.sha256(json.dumps([p.to_dict() for p in problems], sort_keys=True).encode()).hexdigest()}
-    return Path(cfg.tiny.cache_dir).expanduser()/'scores'/f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.jsonl"
-
-def cached_score_pool(problems:list, cfg, # as in `score_pool`
-                      out_path, # the run's store
-                      progress:bool=True,
-                      **kw, # more `score_pool` arguments (`make_engine`, `score_fn`: tests)
-                     ) -> dict:
-    "`score_pool` that starts from a cached copy of the same scoring (`score_cache_path`) and leaves one behind: identical records, no samples drawn twice."
-    import shutil
-    out_path, cache = Path(out_path), score_cache_path(problems, cfg)
-    if cache is not None and cache.exists() and not (out_path.exists() and out_path.stat().st_size):
-        out_path.parent.mkdir(parents=True, exist_ok=True); shutil.copy(cache, out_path)
-    records = score_pool(problems, cfg, out_path, progress=progress, **kw)
-    if cache is not None and not cache.exists():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f'.tmp{os.getpid()}'); shutil.copy(out_path, tmp); os.replace(tmp, cache)  # whole or absent
-    return records
-
 # %% ../nbs/08_scoring.ipynb #ac6d3502
 def score_role(problems:list, # the problems that need this role, in pool order
                role:str, cfg, # the run's config (scoring, ladder, rewards, seed, data templates)
@@ -393,6 +354,46 @@ def compare_levels(problems:list, rates_a:dict, rates_b:dict, fcfg:FilterConfig|
     for n in (1, 2, 3): out[f'level{n}'] = round(sum((n in la[i]) == (n in lb[i]) for i in both) / len(both), 4)
     out['discarded'] = round(sum((not la[i]) == (not lb[i]) for i in both) / len(both), 4)
     return out
+
+# %% ../nbs/08_scoring.ipynb #6f0b2561
+_FINGERPRINT = []
+
+def package_fingerprint() -> str:
+    "A hash of this package's source files: a cached result made by other code is never reused."
+    if not _FINGERPRINT:
+        h = hashlib.sha256()
+        import staged_rl
+        for f in sorted(Path(staged_rl.__file__).resolve().parent.glob('*.py')): h.update(f.name.encode()); h.update(f.read_bytes())
+        _FINGERPRINT.append(h.hexdigest()[:16])
+    return _FINGERPRINT[0]
+
+def score_cache_path(problems:list, # the problems to score
+                     cfg, # the run's config (ladder, scoring, rewards, seed, data templates)
+                    ) -> Path|None:
+    "Where a finished store of `problems` under `cfg` is kept for reuse: `<tiny.cache_dir>/scores/<key>.jsonl`, keyed by the ladder build, every role's signature, the problems and the package's code; None unless every scoring role is a `tiny:` model."
+    roles = list(dict.fromkeys(cfg.scoring.roles))
+    if not all(getattr(cfg.ladder, r).startswith('tiny:') for r in roles): return None  # hub or local models: their weights are not content-addressed here
+    sigs = role_signatures(cfg)
+    ladder = importlib.import_module(MODEL_PLUGINS['tiny']).ladder_dir(cfg).name  # the tiny world, reached by name as `models` does
+    key = {'ladder': ladder, 'roles': roles, 'signatures': [sigs[r] for r in roles], 'code': package_fingerprint(),
+           'problems': hashlib.sha256(json.dumps([p.to_dict() for p in problems], sort_keys=True).encode()).hexdigest()}
+    return Path(cfg.tiny.cache_dir).expanduser()/'scores'/f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.jsonl"
+
+def cached_score_pool(problems:list, cfg, # as in `score_pool`
+                      out_path, # the run's store
+                      progress:bool=True,
+                      **kw, # more `score_pool` arguments (`make_engine`, `score_fn`: tests)
+                     ) -> dict:
+    "`score_pool` that starts from a cached copy of the same scoring (`score_cache_path`) and leaves one behind: identical records, no samples drawn twice."
+    import shutil
+    out_path, cache = Path(out_path), score_cache_path(problems, cfg)
+    if cache is not None and cache.exists() and not (out_path.exists() and out_path.stat().st_size):
+        out_path.parent.mkdir(parents=True, exist_ok=True); shutil.copy(cache, out_path)
+    records = score_pool(problems, cfg, out_path, progress=progress, **kw)
+    if cache is not None and not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f'.tmp{os.getpid()}'); shutil.copy(out_path, tmp); os.replace(tmp, cache)  # whole or absent
+    return records
 
 # %% ../nbs/08_scoring.ipynb #84dac1bc
 class ServerError(RuntimeError):

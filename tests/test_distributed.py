@@ -26,6 +26,12 @@ def free_port() -> str:
     "A TCP port nobody listens on now (fixed ports collide with a run still closing its sockets)."
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return str(s.getsockname()[1])
 
+def torchrun(script:Path, nproc:int=2) -> subprocess.CompletedProcess:
+    "`script` under `torchrun --nproc_per_node nproc` (gloo on CPU), this checkout first on the path, one thread per process."
+    if shutil.which('torchrun') is None: pytest.fail('torchrun not found (it comes with torch)')
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
+    return subprocess.run(['torchrun', '--nproc_per_node', str(nproc), '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
+
 def batch(rank=0, world=1):
     "A toy model and plain micro-batches of this process's share: rank 0 gets the short responses, rank 1 the long ones."
     from staged_rl.config import GRPOConfig
@@ -64,7 +70,6 @@ def run_update(model, mbs, acc=None):
 @pytest.mark.parametrize('fsdp', [False, True])
 def test_two_processes_take_the_one_process_step(tmp_path, fsdp):
     "DDP, and FSDP2 with a different number of micro-batches on each process, take the one-process step."
-    if shutil.which('torchrun') is None: pytest.skip('torchrun not found')
     torch.set_num_threads(1)
     model, mbs = batch()
     want, stats1 = run_update(model, mbs)
@@ -73,9 +78,7 @@ def test_two_processes_take_the_one_process_step(tmp_path, fsdp):
     assert t1 > 1.5 * t0, (t0, t1)  # the halves differ a lot in tokens: a per-process mean would show
     script = tmp_path/'run.py'
     script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path/'out.pt'), fsdp=fsdp))
-    env = {**os.environ, 'OMP_NUM_THREADS': '1',
-           'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
-    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
+    p = torchrun(script)
     assert p.returncode == 0, p.stderr[-3000:]
     got = torch.load(tmp_path/'out.pt')
     assert got['stats']['n_mbs'] < len(halves[1])  # rank 0 (saved here) has fewer micro-batches than rank 1
@@ -110,16 +113,13 @@ def eval_setup(folder):
 
 def test_sharded_evaluation_covers_every_problem_once(tmp_path):
     "Two processes each evaluate their share; both end with the metrics of all 5 problems, as one process does."
-    if shutil.which('torchrun') is None: pytest.skip('torchrun not found')
     from staged_rl.trainer import evaluate
     model, tok, cfg, reward = eval_setup(tmp_path)
     one = evaluate(model, tok, cfg, reward_fn=reward)
     assert one['eval/toy/pass@1'] == pytest.approx(0.6) and one['eval/toy/pass@1_std'] == 0
     script = tmp_path/'ev.py'
     script.write_text(EVAL_SCRIPT.format(tests=str(Path(__file__).parent), folder=str(tmp_path)))
-    env = {**os.environ, 'OMP_NUM_THREADS': '1',
-           'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
-    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
+    p = torchrun(script)
     assert p.returncode == 0, p.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path/f'rank{r}.json').read_text()) for r in (0, 1))  # files: torchrun interleaves the two stdouts
     assert r0 == r1  # every process holds the same metrics

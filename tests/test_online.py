@@ -98,7 +98,7 @@ def test_retier_drops_the_solved():
 
 
 # ---- in the trainer ------------------------------------------------------------------------------------------------
-import json, os, sys
+import json, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from test_trainer import smoke, toy_reward, untimed  # the trainer tests' smoke run and toy reward
@@ -147,7 +147,6 @@ def test_resume_from_a_checkpoint_without_online_state(tmp_path, rated_levels):
     "A branch from a run without online difficulty rebuilds the posterior from the pass history: same as one kept all along."
     import torch
     from staged_rl.trainer import train
-    from staged_rl.config import load_config
     from staged_rl.online import OnlineDifficulty, resume_online
     over = ['stages.0.max_steps=2', 'stages.1.max_steps=1', 'output.save_every=1', 'eval.sets=[]', *ONLINE]
     cfg = smoke(tmp_path/'run', rated_levels, *over)
@@ -179,13 +178,10 @@ print('RANK', dist.get_rank(), json.dumps(seen))
 
 def test_two_processes_screen_the_same_prompts(tmp_path, rated_levels):
     "Under `torchrun --nproc_per_node 2` every process makes the same screening decisions (from the gathered outcomes)."
-    import shutil, subprocess
-    if shutil.which('torchrun') is None: pytest.fail('torchrun not found (it comes with torch)')
     script = tmp_path/'run.py'
     script.write_text(DDP_ONLINE.format(tests=str(Path(__file__).parent), out=str(tmp_path/'run'), levels=str(rated_levels), online=ONLINE))
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
-    from test_distributed import free_port
-    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
+    from test_distributed import torchrun
+    p = torchrun(script)
     assert p.returncode == 0, p.stderr[-3000:]
     ranks = dict(l.split(' ', 2)[1:] for l in p.stdout.splitlines() if l.startswith('RANK'))
     assert set(ranks) == {'0', '1'} and ranks['0'] == ranks['1'] and len(json.loads(ranks['0'])) == 4

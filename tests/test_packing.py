@@ -237,17 +237,13 @@ def dist_batch(rank=0, world=1, layout='packed'):
 @pytest.mark.parametrize('fsdp', [False, True])
 def test_two_processes_packed_take_the_one_process_padded_step(tmp_path, fsdp):
     "DDP and FSDP2 (gradients reduced once, a global token count) on packed rows give the padded one-process gradients."
-    import os, shutil, subprocess, sys
     from pathlib import Path
-    from test_distributed import run_update, free_port
-    if shutil.which('torchrun') is None: pytest.skip('torchrun not found')
+    from test_distributed import run_update, torchrun
     model, mbs = dist_batch(layout='padded')
     want, stats1 = run_update(model, mbs)
     script = tmp_path/'run.py'
     script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path/'out.pt'), fsdp=fsdp))
-    env = {**os.environ, 'OMP_NUM_THREADS': '1',
-           'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
-    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
+    p = torchrun(script)
     assert p.returncode == 0, p.stderr[-3000:]
     got = torch.load(tmp_path/'out.pt')
     assert got['stats']['tokens'] == stats1['tokens']

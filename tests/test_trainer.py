@@ -196,13 +196,10 @@ print('RANK', dist.get_rank(), json.dumps([r['step'] for r in rows]))
 
 def test_two_processes_with_torchrun(tmp_path, levels):
     "The same trainer under `torchrun --nproc_per_node 2` (gloo on CPU): each process trains on half the prompts."
-    import shutil, subprocess, sys
-    if shutil.which('torchrun') is None: pytest.skip('torchrun not found')
     script = tmp_path/'run.py'
     script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path/'run'), levels=str(levels)))
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
-    from test_distributed import free_port
-    p = subprocess.run(['torchrun', '--nproc_per_node', '2', '--master_port', free_port(), str(script)], capture_output=True, text=True, timeout=600, env=env)
+    from test_distributed import torchrun
+    p = torchrun(script)
     assert p.returncode == 0, p.stderr[-3000:]
     assert sorted(l for l in p.stdout.splitlines() if l.startswith('RANK')) == ['RANK 0 [0, 1, 2, 3]', 'RANK 1 [0, 1, 2, 3]']
     rows = [json.loads(l) for l in (tmp_path/'run'/'metrics.jsonl').read_text().splitlines()]
