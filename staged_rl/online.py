@@ -45,19 +45,19 @@ class OnlineDifficulty:
         a, b = self.params(pid, step)
         return a / (a + b)
 
-    def update(self, pid:str, rewards:list[float], step:int):
-        "Add one group's rewards (each in [0, 1]) observed at `step`."
+    def _add(self, pid:str, x:float, n:int, step:int):
+        "Add `x` successes out of `n` rollouts observed at `step`."
         if pid not in self.post: raise KeyError(f"online difficulty: unknown problem id {pid!r} (not in any stage's data)")
         a, b = self.params(pid, step)
-        x = float(sum(rewards))
-        self.post[pid] = [a + x, b + len(rewards) - x, step]
+        self.post[pid] = [a + x, b + n - x, step]
+
+    def update(self, pid:str, rewards:list[float], step:int):
+        "Add one group's rewards (each in [0, 1]) observed at `step`."
+        self._add(pid, float(sum(rewards)), len(rewards), step)
 
     def update_rows(self, rows:list[dict]):
         "Add the groups of `pass_history.jsonl` rows (`id`, `n`, `mean_reward`, `step`), in order."
-        for r in rows:
-            a, b = self.params(r['id'], r['step'])
-            x = r['mean_reward'] * r['n']
-            self.post[r['id']] = [a + x, b + r['n'] - x, r['step']]
+        for r in rows: self._add(r['id'], r['mean_reward'] * r['n'], r['n'], r['step'])
 
     def state_dict(self) -> dict: return {'post': {k: list(v) for k, v in self.post.items()}}
     def load_state_dict(self, sd:dict):
@@ -102,8 +102,8 @@ def screen_batch(sampler, # a `StratifiedSampler`
     def consider(pairs, rnd):
         nonlocal explored
         for p, j in pairs:
-            q = p_mixed(*est.params(p.id, step), n)
             if len(kept[j]) >= want[j]: continue
+            q = p_mixed(*est.params(p.id, step), n)
             if q >= cfg.min_p_mixed: kept[j].append((p, j)); pm[j].append(q)
             elif _explore(seed, step, rnd, p.id, cfg.explore): kept[j].append((p, j)); pm[j].append(q); explored += 1
             else: out[j].append((q, p.id, (p, j)))
@@ -153,10 +153,10 @@ def retier_strata(strata:list, # the new stage's `Stratum`s
                   dropped:list|None=None, # ids dropped when the stage started (a resumed run): replayed, not re-decided
                  ) -> tuple[list, list, list]:
     "`(strata, dropped ids, reports)`: the strata without the problems the policy now solves (weights unchanged)."
-    out, ids, reports = [], [], []
+    out, ids, reports, gone = [], [], [], set(dropped or ())
     for s in strata:
         if dropped is None: kept, rep = retier(s.problems, est, step, s.name); reports.append(rep)
-        else: kept = [p for p in s.problems if p.id not in set(dropped)] or list(s.problems)
+        else: kept = [p for p in s.problems if p.id not in gone] or list(s.problems)
         keep = {p.id for p in kept}
         ids += [p.id for p in s.problems if p.id not in keep]
         out.append(Stratum(s.name, s.domain, kept, s.weight))

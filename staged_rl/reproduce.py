@@ -10,7 +10,7 @@ from .config import show_progress
 from .experiments import EXPERIMENTS, experiments_dir, registered_seeds
 
 # %% auto #0
-__all__ = ['PRESET_PARAMS', 'FIGURES', 'WORDS', 'experiment_params', 'is_done', 'notebook_git', 'mark_done', 'first_seconds',
+__all__ = ['PRESET_PARAMS', 'WORDS', 'FIGURES', 'experiment_params', 'is_done', 'notebook_git', 'mark_done', 'first_seconds',
            'ReproduceError', 'run_notebook', 'results_table', 'anchor', 'results_section', 'results_details',
            'write_results', 'publish_results', 'reproduce']
 
@@ -87,11 +87,12 @@ def run_notebook(nb:Path, # the experiment notebook
     return out
 
 # %% ../nbs/11_reproduce.ipynb #bbf37967
+WORDS = {True: 'yes', False: 'no', None: 'inconclusive'}  # a verdict in the results' words
+
 def _half_cell(h:dict|None) -> str:
     "A discovery or replication cell: the half's own verdict, mean difference and seeds."
     if not h or not h.get('n'): return '—'
-    words = {True: 'yes', False: 'no', None: 'inconclusive'}
-    return f"{words[h.get('held')]} ({h['mean']:+.3f}, n={h['n']})"
+    return f"{WORDS[h.get('held')]} ({h['mean']:+.3f}, n={h['n']})"
 
 def _claims(out_dir) -> list:
     "(experiment, claims.json row) for every claim and check under `out_dir`, in experiment order."
@@ -103,11 +104,11 @@ def _claims(out_dir) -> list:
 
 def results_table(out_dir) -> str:
     "Markdown tables of every experiment's claims under `out_dir`, the paper's claims then the design checks (`kind: check`): each half's verdict, the final one by the registered rule, and a power line per claim."
-    rows, words = _claims(out_dir), {True: 'yes', False: 'no', None: 'inconclusive'}
+    rows = _claims(out_dir)
     def table(rows):
         lines = ['| experiment | claim | paper | miniature (mean ± sd over seeds) | discovery | replication | final | how judged |', '|---|---|---|---|---|---|---|---|']
         lines += [f"| {n} | {c['claim']} | {c['paper']} | {c['ours']} | {_half_cell(c.get('discovery'))} | {_half_cell(c.get('replication'))} | "
-                  f"{words[c.get('held')]} | {c.get('note', '')} |" for n, c in rows]
+                  f"{WORDS[c.get('held')]} | {c.get('note', '')} |" for n, c in rows]
         power = [f"- {c['claim']}: {c['power']['text']}" for _, c in rows if c.get('power')]
         seeds = sorted({(tuple(c['discovery']['seeds']), tuple(c['replication']['seeds']), c.get('registered')) for _, c in rows if c.get('discovery')})
         about = [f"Discovery seeds {list(d)}, replication seeds {list(r)}" + ('' if reg else ': NOT the seed sets registered in claims.yaml, halves taken in the order given')
@@ -138,7 +139,6 @@ FIGURES = {  # figure name -> (alt text, caption, shown in the README too); othe
     'fig5_score_vs_rollouts': ('Held-out math against rollouts spent, and the zero-variance share', 'Experiment 5: held-out math pass@1 against training rollouts and against training + scoring rollouts, and the share of groups with no learning signal, per arm.', True),
     'training_curves': ('Training curves of every arm', "Every run's held-out score and training metrics, mean and ±1 sd over seeds.", False),
 }
-WORDS = {True: 'yes', False: 'no', None: 'inconclusive'}
 
 def anchor(title:str) -> str:
     "The anchor the docs site gives a heading: lower case, punctuation dropped (dots kept), spaces to dashes."

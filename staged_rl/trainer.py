@@ -702,14 +702,15 @@ def train(cfg:Config, # the run's configuration (`load_config`)
         state.stage_evals.append(row); log(row)
 
     bar = tqdm(total=_total_steps(cfg), initial=state.step, disable=not (show_progress(progress) and main), desc='train', dynamic_ncols=True)
-    samplers, online = {}, None
+    samplers, online, strata_of = {}, None, {}
     if cfg.online.enabled:  # a pass-rate posterior per problem of every stage, seeded from the ladder (notebook 07d)
-        online = OnlineDifficulty([p for st in cfg.stages for s in build_strata(st, cfg) for p in s.problems], cfg.online)
+        strata_of = dict(enumerate(build_strata(st, cfg) for st in cfg.stages))  # loaded once; the samplers take theirs
+        online = OnlineDifficulty([p for ss in strata_of.values() for s in ss for p in s.problems], cfg.online)
         if ckpt: resume_online(online, saved, history.read())
     while not state.done:
         stage, moved = cfg.stages[state.stage], None
         if state.stage not in samplers:
-            strata = build_strata(stage, cfg)
+            strata = strata_of.pop(state.stage, None) or build_strata(stage, cfg)
             if online is not None and cfg.online.retier and state.stage > 0:  # drop what the policy now solves (decided once, replayed on resume)
                 key = str(state.stage); new = key not in state.retiered
                 strata, state.retiered[key], reports = retier_strata(strata, online, state.step + 1, state.retiered.get(key))
