@@ -1,6 +1,6 @@
 """How long `staged-rl reproduce --preset tiny-cpu` takes for N seeds: an ESTIMATE from measured times, not a run.
 
-Usage: python benchmarks/bench_reproduce_plan.py [--seeds 8 --workers 2 --eval-every 20 --decode-train 1.0 --decode-eval 1.0]
+Usage: python benchmarks/bench_reproduce_plan.py [--seeds 8 --workers 2 --eval-every 0 --decode-train 1.0 --decode-eval 1.0]
 
 What is measured and what is modelled:
 - per-step and per-evaluation times of every kind of run (level 1/2/3, stage 1, the four stage-2 arms, the mix)
@@ -82,7 +82,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--seeds', type=int, default=8)
     ap.add_argument('--workers', type=int, default=2)
-    ap.add_argument('--eval-every', type=int, default=20)
+    ap.add_argument('--eval-every', type=int, default=0, help='0: step 0 and stage ends only (the preset)')
     ap.add_argument('--decode-train', type=float, default=1.0, help='decode speed-up on training rollouts (bench_decode_step.py)')
     ap.add_argument('--decode-eval', type=float, default=1.0, help='decode speed-up on evaluation rollouts')
     ap.add_argument('--update', type=float, default=1.0, help='policy-update speed-up (not implemented: a remaining lever)')

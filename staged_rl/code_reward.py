@@ -292,10 +292,16 @@ def score_code_batch(responses:list, # model responses
                      workers:int|None=None, # worker processes (default: one per core)
                      limits:SandboxLimits|None=None, # sandbox limits
                     ) -> list:
-    "`score_code` for many responses in parallel, order preserved."
+    "`score_code` for many responses in parallel, order preserved; a program is graded once per distinct tests."
     idx, tasks = _code_tasks(responses, tests, limits)
+    first, unique, which = {}, [], []  # (program, tests) -> its place in `unique`; each task's place
+    for t in tasks:
+        key = (t[1][0], json.dumps(t[1][1], sort_keys=True, default=str))
+        if key not in first: first[key] = len(unique); unique.append(t)
+        which.append(first[key])
+    got = shared_pool(workers).run(unique, default=0.0, workers=workers)
     out = [0.0] * len(responses)
-    for i, r in zip(idx, shared_pool(workers).run(tasks, default=0.0, workers=workers)): out[i] = r
+    for i, u in zip(idx, which): out[i] = got[u]
     return out
 
 def score_code(response:str, # model response

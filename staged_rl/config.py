@@ -475,7 +475,7 @@ PRESETS = {
                    _stage('stage2', [('level:3:math', 1.0)], max_steps=20, max_new_tokens=96, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 16},  # the paper's k for math; cheap here
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 4, 'limit': 100}],  # grading code is the slow part
-                 'sampling': {'max_new_tokens': 128}, 'every': 20},  # the claims read step 0, the switch (40) and the end; training never depends on evaluation
+                 'sampling': {'max_new_tokens': 128}, 'every': 0},  # step 0 and each stage's end (40, 60): all the claims read; training never depends on evaluation
         'scoring': {'k': 128, 'round_size': 16, 'sampling': {'temperature': 1.0, 'top_p': 1.0, 'max_new_tokens': 128}, 'adaptive': True},  # at the training temperature; rounds of 16 until the level facts are settled, up to 128 where every sample so far is 0 (or 1): stable levels, measured in nbs/08_scoring.ipynb
         'filtering': {'levels_code': [3]},  # the experiments train on code level 3 only (the mix), so the small and medium models never score code
         'data': {'levels_dir': 'runs/tiny-cpu/levels'},

@@ -179,3 +179,19 @@ def test_gaps_other_configs(config, user, disable, tmp_path):
         assert [(n, s) for n, s, w in got if s != w] == [], f"{config}: wrong scores"
         assert sorted(p.name for p in pkgs.iterdir()) == ['sortedcontainers']
     finally: shutil.rmtree(pkgs, ignore_errors=True)
+
+# ---- repeated programs are graded once ------------------------------------------------------------------------
+def test_identical_programs_graded_once(monkeypatch):
+    "A batch grades each distinct (program, tests) pair once and every copy gets its score, in order; the same program against other tests is graded again."
+    import staged_rl.code_reward as cr
+    sent, real = [], cr.shared_pool
+    class Recording:
+        def __init__(self, pool): self.pool = pool
+        def run(self, tasks, **kw): sent.append([t[1][0] for t in tasks]); return self.pool.run(tasks, **kw)
+    monkeypatch.setattr(cr, 'shared_pool', lambda workers=None: Recording(real(workers)))
+    echo, upper = 'print(input())', 'print(input().upper())'
+    loud = {'kind': 'stdin', 'cases': [{'input': 'hi\n', 'output': 'HI\n'}]}
+    resp = [block(echo), block(upper), block(echo), 'no code', block(echo), block(upper)]
+    tsts = [ECHO2, ECHO2, ECHO2, ECHO2, loud, loud]
+    assert score_code_batch(resp, tsts, workers=1, limits=LIM) == [1.0, 0.0, 1.0, 0.0, 0.0, 1.0]
+    assert sent == [[echo, upper, echo, upper]]  # echo and upper once each per tests; the copy of echo on ECHO2 not again
