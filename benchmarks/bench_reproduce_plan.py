@@ -13,11 +13,13 @@ What is measured and what is modelled:
   experiment spent outside its runs (papermill, figures, its share of idle cores) is kept as is. `--seeds` scales the
   runs of experiments 2-5 linearly; `--cores` divides their time by cores/2 (perfect scaling, an upper bound);
   `--exp01` divides experiment 1.
-The script first prints the measured breakdown, then the model with no lever (equal to the measurement by
-construction), then with the levers given. Last line: `estimated total: M min (ESTIMATE; measured N min)`.
+The script prints, per experiment, the measured time and breakdown beside the modelled time with the levers given
+(with no lever the model equals the measurement by construction). Last line:
+`estimated total: M min (ESTIMATE; measured N min)`.
 """
 import argparse, glob, json
 from pathlib import Path
+from staged_rl.reproduce import first_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ['gen', 'ref', 'score', 'update', 'other', 'eval']
@@ -56,7 +58,7 @@ def main():
     seen = set()
     for d in sorted(pub.glob('*/done.json')):
         name, done = d.parent.name, json.loads(d.read_text())
-        wall = (done.get('history') or [done])[0]['seconds']
+        wall = first_seconds(done)
         seeds = len(done['params'].get('seeds', [])) or 1
         parts = experiment_parts(d.parent, seen)
         run_s = sum(parts.values())
