@@ -13,7 +13,11 @@ stop at different lengths, as a policy's do. `toy` is a random Qwen2 (hidden 64,
 
 The two trainers are interleaved (rounds of `--steps` steps each, a fresh trainer each time) because the machine
 is shared and noisy; the first step of every run is dropped (warm-up), and the medians over all remaining steps
-are compared. Usage: python benchmarks/bench_trainer_vs_trl.py [--model small|toy] [--rounds 4] [--steps 6] [--threads N]
+are compared. Our trainer runs with its defaults otherwise (`grpo.response_parts` 4: the update runs the responses of the batch in up
+to four passes of similar length, `split_by_length` in nbs/07_trainer.ipynb; `--response-parts 1` is one pass padded
+to the longest response, as TRL pads its completions).
+
+Usage: python benchmarks/bench_trainer_vs_trl.py [--model small|toy] [--rounds 4] [--steps 6] [--threads N] [--response-parts 4]
 """
 import argparse, json, os, statistics, sys, tempfile, time, warnings
 from pathlib import Path
@@ -48,7 +52,7 @@ def make_model(kind: str, folder: Path):
     cfg = load_config('tiny-cpu')
     return Path(resolve_model('tiny:small', cfg)), load_problems('tiny:math', cfg=cfg)[:40], True
 
-def run_ours(model_dir: Path, problems, chat: bool, steps: int, work: Path) -> list[float]:
+def run_ours(model_dir: Path, problems, chat: bool, steps: int, work: Path, parts: int = 4) -> list[float]:
     "Seconds per step of `staged_rl.trainer.train` (its `time/step`, first step dropped)."
     from staged_rl.config import load_config
     from staged_rl.data import save_problems
@@ -58,7 +62,7 @@ def run_ours(model_dir: Path, problems, chat: bool, steps: int, work: Path) -> l
     cfg = load_config('smoke', [
         f'model.policy={model_dir}', f'output.dir={work}/ours', 'output.save_every=0', 'eval.sets=[]', *fmt,
         f'grpo.lr={LR}', f'grpo.n_samples={N_SAMPLES}', f'grpo.batch_prompts={N_PROMPTS}', f'grpo.micro_batch={N_PROMPTS * N_SAMPLES}',
-        f'grpo.kl_coef={BETA}', 'grpo.entropy_coef=0.0', f'sampling.max_new_tokens={NEW_TOKENS}',
+        f'grpo.kl_coef={BETA}', 'grpo.entropy_coef=0.0', f'sampling.max_new_tokens={NEW_TOKENS}', f'grpo.response_parts={parts}',
         f'stages=[{{name: s, data: [{{source: {data}}}], max_steps: {steps}}}]'])
     rows = train(cfg, progress=False, reward_fn=lambda problems, responses: [digit_share(r) for r in responses])
     return [r['time/step'] for r in rows if 'time/step' in r][1:]
@@ -92,14 +96,15 @@ def main():
     ap.add_argument('--model', choices=['small', 'toy'], default='small')
     ap.add_argument('--rounds', type=int, default=4); ap.add_argument('--steps', type=int, default=6)
     ap.add_argument('--threads', type=int, default=None, help='torch threads for both trainers (default: torch default)')
+    ap.add_argument('--response-parts', type=int, default=4, help="our update's response passes per micro-batch (grpo.response_parts; 1: one pass, padded to the longest response)")
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, model {a.model}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, model {a.model}, response parts {a.response_parts}")
     with tempfile.TemporaryDirectory() as d:
         d = Path(d); model_dir, problems, chat = make_model(a.model, d/'policy')
         ours, trl = [], []
         for r in range(a.rounds):
-            o = run_ours(model_dir, problems, chat, a.steps, d/f'r{r}'); t = run_trl(model_dir, problems, chat, a.steps, d/f'r{r}')
+            o = run_ours(model_dir, problems, chat, a.steps, d/f'r{r}', a.response_parts); t = run_trl(model_dir, problems, chat, a.steps, d/f'r{r}')
             ours += o; trl += t
             print(f"round {r}: staged_rl {statistics.median(o):.3f} s/step, TRL {statistics.median(t):.3f} s/step")
     mo, mt = statistics.median(ours), statistics.median(trl)

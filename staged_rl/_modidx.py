@@ -699,5 +699,6 @@ d = { 'settings': { 'branch': 'main',
                                    'staged_rl.trainer.shard_model': ('trainer.html#shard_model', 'staged_rl/trainer.py'),
                                    'staged_rl.trainer.shared_prefix_logprobs': ( 'trainer.html#shared_prefix_logprobs',
                                                                                  'staged_rl/trainer.py'),
+                                   'staged_rl.trainer.split_by_length': ('trainer.html#split_by_length', 'staged_rl/trainer.py'),
                                    'staged_rl.trainer.train': ('trainer.html#train', 'staged_rl/trainer.py'),
                                    'staged_rl.trainer.update_flops': ('trainer.html#update_flops', 'staged_rl/trainer.py')}}}

@@ -128,6 +128,7 @@ class GRPOConfig:
     max_tokens_per_micro_batch: typing.Optional[int] = None  # and at most this many tokens (padded: rows x longest; packed: their sum); None: no token budget
     micro_batch_layout: str = 'packed'  # packed: sequences concatenated in one row, no padding; padded: rows padded to the longest (see the trainer)
     logit_chunk_tokens: int = 512  # tokens per chunk of LM-head logits in the loss (memory ~ 2 x chunk x vocab x 4 bytes)
+    response_parts: int = 4  # shared prompts: a micro-batch's responses run in at most this many passes of similar length (less padding; see the trainer); 1: one pass
     head_grad_dtype: str = 'float32'  # float32 | compute: the LM head weight's gradient matmul in fp32, or in the compute dtype (bf16 under autocast)
     kl_coef: float = 0.001  # weight of the k3 KL penalty to the reference model (0 skips the reference)
     entropy_coef: float = 0.001  # weight of the entropy bonus; a stage can override it (paper stage 2: 0)
@@ -144,7 +145,7 @@ class GRPOConfig:
         _check(self.n_samples >= 2, 'n_samples', self.n_samples, 'an int >= 2 (GRPO needs a group to compare)')
         _check(self.max_tokens_per_micro_batch is None or self.max_tokens_per_micro_batch >= 1, 'max_tokens_per_micro_batch',
                self.max_tokens_per_micro_batch, 'an int >= 1 or null')
-        for n in ('batch_prompts', 'micro_batch', 'updates_per_batch', 'logit_chunk_tokens'): _check(getattr(self, n) >= 1, n, getattr(self, n), 'an int >= 1')
+        for n in ('batch_prompts', 'micro_batch', 'updates_per_batch', 'logit_chunk_tokens', 'response_parts'): _check(getattr(self, n) >= 1, n, getattr(self, n), 'an int >= 1')
         for n in ('kl_coef', 'entropy_coef', 'weight_decay', 'warmup_steps', 'max_refill_rounds'):
             _check(getattr(self, n) >= 0, n, getattr(self, n), 'a value >= 0')
         _check(0 < self.clip_eps < 1, 'clip_eps', self.clip_eps, 'a float in (0, 1)')
@@ -470,7 +471,8 @@ PRESETS = {
                  'skill_steps': [1460, 1810],  # skill 1 enters the warm-up after the small checkpoint, skill 2 after the large one
                  'skill_boost': 0.5},  # ... and skill examples take half of each batch from then on, so the later checkpoints learn them firmly
         'sampling': {'max_new_tokens': 64},  # stage 1's budget: the careful form of a 9- or 10-step chain does not fit
-        'grpo': {'lr': 1e-4, 'n_samples': 8, 'batch_prompts': 64, 'micro_batch': 64, 'entropy_coef': 0.001},
+        'grpo': {'lr': 1e-4, 'n_samples': 8, 'batch_prompts': 64, 'micro_batch': 64, 'entropy_coef': 0.001,
+                 'response_parts': 1},  # one response pass, as in the published run (results/tiny-cpu): splitting moves float rounding and gains little here (micro-batches of 8 groups sorted by length)
         'stages': [_stage('stage1', [('level:2:math', 1.0)], max_steps=40),  # math only, as the paper's staged run
                    _stage('stage2', [('level:3:math', 1.0)], max_steps=20, max_new_tokens=96, entropy_coef=0.0, mask_truncated=True)],
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 16},  # the paper's k for math; cheap here

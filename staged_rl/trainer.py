@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from .config import Config, ConfigError, EvalSet, GRPOConfig, load_config, get_device, seed_everything, derive_seed, show_progress
 from .data import Problem, load_problems, load_eval_problems, prompt_ids, cfg_levels_dir
-from .rollout import SamplingParams, VLLMEngine, make_engine, _cache_arg
+from .rollout import SamplingParams, VLLMEngine, make_engine, _cache_arg, _layer_kv
 from .rewards import grade
 from .grpo import group_advantages, collate_completions, sequence_logprobs, grpo_loss, loss_mask, token_stats_head, pack_completions, packed_logprobs, _inner
 from .online import OnlineDifficulty, screen_batch, retier_strata, resume_online, observe
@@ -19,14 +19,14 @@ from .curriculum import build_strata, StratifiedSampler, stage_end
 from .models import load_model, resolve_model
 
 # %% auto #0
-__all__ = ['FLOPS_FORMULA', 'GIB', 'load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches', 'packed_micro_batches',
-           'group_micro_batches', 'make_micro_batches', 'enable_checkpointing', 'shared_prefix_logprobs', 'mb_logprobs',
-           'is_sharded', 'grad_sync', 'global_max', 'global_sum', 'policy_update', 'update_flops', 'mb_seq_lens',
-           'compute_dtype', 'matmul_peak_flops', 'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate',
-           'initial_eval_cache', 'RunState', 'JsonlLog', 'save_checkpoint', 'latest_checkpoint', 'load_trainer_state',
-           'setup_accelerator', 'shard_model', 'full_state', 'load_optimizer_state', 'release_cached_memory',
-           'memory_plan', 'Groups', 'sample_groups', 'collect_groups', 'gathered_metrics', 'history_rows', 'train',
-           'branch_run', 'evaluate_model']
+__all__ = ['PART_COST_TOKENS', 'FLOPS_FORMULA', 'GIB', 'load_policy', 'rollout', 'batch_metrics', 'pack', 'micro_batches',
+           'packed_micro_batches', 'group_micro_batches', 'make_micro_batches', 'enable_checkpointing',
+           'split_by_length', 'shared_prefix_logprobs', 'mb_logprobs', 'is_sharded', 'grad_sync', 'global_max',
+           'global_sum', 'policy_update', 'update_flops', 'mb_seq_lens', 'compute_dtype', 'matmul_peak_flops',
+           'make_optimizer', 'eval_problems', 'evaluate_set', 'evaluate', 'initial_eval_cache', 'RunState', 'JsonlLog',
+           'save_checkpoint', 'latest_checkpoint', 'load_trainer_state', 'setup_accelerator', 'shard_model',
+           'full_state', 'load_optimizer_state', 'release_cached_memory', 'memory_plan', 'Groups', 'sample_groups',
+           'collect_groups', 'gathered_metrics', 'history_rows', 'train', 'branch_run', 'evaluate_model']
 
 # %% ../nbs/07_trainer.ipynb #a7c250b2
 def _quiet_transformers():
@@ -147,6 +147,29 @@ def _checkpointing(model) -> bool:
     "Activation checkpointing on, in training mode: transformers' layers then drop the key/value cache."
     return model.training and any(getattr(m, 'gradient_checkpointing', False) is True for m in model.modules())
 
+PART_COST_TOKENS = 512  # what one more response pass must save, in padded tokens: on a 2-core CPU one more forward + backward of the tiny model costs about 300-350 (`benchmarks/bench_update_levers.py`)
+
+def split_by_length(lengths:list[int], # tokens of each response (rows of one micro-batch)
+                    max_parts:int, # passes allowed
+                    part_cost:int=PART_COST_TOKENS, # tokens one more pass must save to be worth it
+                   ) -> list[list[int]]:
+    "Rows grouped into at most `max_parts` passes, shortest first, minimising padded tokens + `part_cost` per pass (exact, over the distinct lengths)."
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])  # stable: rows of one length keep their order
+    L = [lengths[i] for i in order]
+    cuts = [0] + [i for i in range(1, len(L)) if L[i] != L[i - 1]] + [len(L)]  # a pass starts where the length changes
+    U, inf = len(cuts) - 1, float('inf')
+    cost = [[0.0] + [inf] * U] + [[inf] * (U + 1) for _ in range(max_parts)]  # cost[p][j]: the first j lengths in p passes
+    back = [[0] * (U + 1) for _ in range(max_parts + 1)]
+    for p in range(1, max_parts + 1):
+        for j in range(1, U + 1):
+            width = max(L[cuts[j] - 1] - 1, 0)  # the pass runs its longest response minus its last token
+            for i in range(j):
+                c = cost[p - 1][i] + (cuts[j] - cuts[i]) * width + part_cost
+                if c < cost[p][j]: cost[p][j], back[p][j] = c, i
+    p, j, parts = min(range(1, max_parts + 1), key=lambda q: cost[q][U]), U, []
+    while p > 0: i = back[p][j]; parts.append(order[cuts[i]:cuts[j]]); j, p = i, p - 1
+    return parts[::-1]
+
 def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded, one row per group
                            prompt_mask:torch.Tensor, # (G, P)
                            completion_ids:torch.Tensor, # (G*n, K) right-padded, group by group
@@ -156,6 +179,7 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
                            keep:torch.Tensor|None=None, # (G*n, K) tokens that count (default: `completion_mask`)
                            chunk_tokens:int=512, # tokens per logits chunk (`token_stats_head`)
                            lowp_weight_grad:bool=False, # the LM head weight's gradient in the compute dtype (`TokenStats`)
+                           parts:int=1, # response passes at most (`split_by_length`); 1: one pass over every row
                           ) -> tuple[torch.Tensor, torch.Tensor|None]:
     "Like `sequence_logprobs`, computing each prompt once for its `n` responses: (G*n, K) log-probs and entropies."
     if _checkpointing(model): raise ValueError("shared_prefix_logprobs: activation checkpointing (training mode) drops the prompt's cache")
@@ -167,22 +191,40 @@ def shared_prefix_logprobs(model, prompt_ids:torch.Tensor, # (G, P) left-padded,
     with token_stats_head(model, completion_ids[:, :1], keep[:, :1], repeat=n, **kw):  # the prompt's last position predicts token 0
         st = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=pos, **{_cache_arg(model): cache},
                    use_cache=True, logits_to_keep=1).logits  # (B, 1, 2)
-    if K > 1:  # the responses' own tokens, on top of the repeated prompt cache
+    if K == 1: return st[..., 0], (st[..., 1] if with_entropy else None)
+    lens = completion_mask.sum(1)  # (B,) real tokens of each response
+    split = split_by_length(lens.tolist(), parts) if parts > 1 else []
+    if len(split) <= 1:  # one pass: the responses' own tokens on top of the repeated prompt cache
         cache.batch_repeat_interleave(n)
         mask = torch.cat([prompt_mask.repeat_interleave(n, 0), completion_mask.to(prompt_mask.dtype)], 1)  # (B, P+K)
         cpos = pos[:, -1:].repeat_interleave(n, 0) + 1 + torch.arange(K, device=pos.device)  # (B, K)
         with token_stats_head(model, completion_ids[:, 1:], keep[:, 1:], **kw):
             rest = model(input_ids=completion_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=cpos[:, :-1],
                          **{_cache_arg(model): cache}, use_cache=True).logits  # (B, K-1, 2)
-        st = torch.cat([st, rest], 1)
+    else:  # a pass per part, each only as wide as its longest response, on its rows' copy of the prompt cache
+        kv = [_layer_kv(cache, i) for i in range(model.config.num_hidden_layers)]  # (G, H_kv, P, d) each, with grad
+        outs, rows_all = [], []
+        for part in split:
+            rows = torch.tensor(part, device=completion_ids.device); grp, W = rows // n, int(lens[rows].max()) - 1
+            if W < 1: outs.append(st.new_zeros(len(part), K - 1, 2)); rows_all += part; continue  # one-token responses: nothing past token 0
+            c = DynamicCache(config=model.config)
+            for i, (k, v) in enumerate(kv): c.update(k[grp], v[grp], i)  # differentiable: gradients reach the prompt's pass
+            mask = torch.cat([prompt_mask[grp], completion_mask[rows, :W].to(prompt_mask.dtype)], 1)  # (b, P+W)
+            cpos = pos[grp, -1:] + 1 + torch.arange(W, device=pos.device)  # (b, W)
+            with token_stats_head(model, completion_ids[rows, 1:W + 1], keep[rows, 1:W + 1], **kw):
+                r = model(input_ids=completion_ids[rows, :W], attention_mask=mask, position_ids=cpos,
+                          **{_cache_arg(model): c}, use_cache=True).logits  # (b, W, 2)
+            outs.append(torch.nn.functional.pad(r, (0, 0, 0, K - 1 - W))); rows_all += part  # tokens past a response: 0, as in one pass
+        rest = torch.cat(outs)[torch.tensor(rows_all, device=st.device).argsort()]  # back to the micro-batch's row order
+    st = torch.cat([st, rest], 1)
     return st[..., 0], (st[..., 1] if with_entropy else None)
 
-def mb_logprobs(model, mb:dict, with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512, lowp_weight_grad:bool=False):
+def mb_logprobs(model, mb:dict, with_entropy:bool=False, temperature:float=1.0, chunk_tokens:int=512, lowp_weight_grad:bool=False, parts:int=1):
     "Log-probs (and entropies) of a micro-batch's responses: packed, shared prompts (whole groups) or padded."
     if 'cu_seqlens' in mb: return packed_logprobs(model, mb['input_ids'], mb['position_ids'], mb['cu_seqlens'], mb['max_len'], mb['completion_ids'],
                                                   mb['index'], mb['mask'], with_entropy, temperature, chunk_tokens, lowp_weight_grad)
     if 'n' in mb: return shared_prefix_logprobs(model, mb['prompt_ids'], mb['prompt_mask'], mb['completion_ids'], mb['completion_mask'],
-                                                mb['n'], with_entropy, temperature, keep=mb['mask'], chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad)
+                                                mb['n'], with_entropy, temperature, keep=mb['mask'], chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad, parts=parts)
     return sequence_logprobs(model, mb['input_ids'], mb['attention_mask'], mb['mask'], with_entropy=with_entropy,
                              temperature=temperature, chunk_tokens=chunk_tokens, lowp_weight_grad=lowp_weight_grad)
 
@@ -229,7 +271,7 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
                   accelerator=None, # an `accelerate.Accelerator`, or None for plain torch
                  ) -> dict:
     "One optimizer step on the micro-batches (gradient accumulation); returns loss stats, the grad norm and timings."
-    g, T, chunk = cfg.grpo, (cfg.sampling.temperature or 1.0), cfg.grpo.logit_chunk_tokens
+    g, T, chunk, parts = cfg.grpo, (cfg.sampling.temperature or 1.0), cfg.grpo.logit_chunk_tokens, cfg.grpo.response_parts
     world = accelerator.num_processes if accelerator is not None else 1
     n_tokens = global_sum(sum(float(mb['mask'].sum()) for mb in mbs), accelerator)  # the token-mean is over ALL processes
     # FSDP gathers parameters in every forward: every process must run as many as the others (empty ones where it has fewer)
@@ -241,8 +283,8 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
     if ref is not None or g.updates_per_batch > 1:
         with torch.no_grad():
             for mb in mbs:
-                if ref is not None: mb['ref'] = mb_logprobs(ref, mb, temperature=T, chunk_tokens=chunk)[0]
-                if g.updates_per_batch > 1: mb['old'] = mb_logprobs(model, mb, temperature=T, chunk_tokens=chunk)[0]
+                if ref is not None: mb['ref'] = mb_logprobs(ref, mb, temperature=T, chunk_tokens=chunk, parts=parts)[0]
+                if g.updates_per_batch > 1: mb['old'] = mb_logprobs(model, mb, temperature=T, chunk_tokens=chunk, parts=parts)[0]
             for _ in range(n_mb - len(mbs)):
                 if ref is not None and is_sharded(ref): _empty_pass(ref, backward=False)
                 if g.updates_per_batch > 1: _empty_pass(model, backward=False)
@@ -255,7 +297,7 @@ def policy_update(model, ref, optimizer, scheduler, mbs:list[dict], cfg:Config,
             with grad_sync(model, accelerator, sync=i == n_all - 1):  # gradients are reduced once, after the last backward
                 if i >= len(mbs): _empty_pass(model, accelerator); continue
                 mb = mbs[i]
-                lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T, chunk_tokens=chunk, lowp_weight_grad=g.head_grad_dtype == 'compute')
+                lp, ent = mb_logprobs(model, mb, with_entropy=True, temperature=T, chunk_tokens=chunk, lowp_weight_grad=g.head_grad_dtype == 'compute', parts=parts)
                 loss, st = grpo_loss(lp, mb.get('old'), mb.get('ref'), mb['advantages'], mb['mask'], clip_eps=g.clip_eps,
                                      kl_coef=g.kl_coef if ref is not None else 0.0, entropies=ent, entropy_coef=entropy_coef, n_tokens=n_tokens)
                 if accelerator is None: loss.backward()

@@ -291,6 +291,29 @@ def test_shared_prompt_policy_update_matches_plain():
     for a, b in zip(sum(gp, []), sum(gs, [])): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
     for a, b in zip(pp, ps): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
 
+def test_policy_update_splits_responses_by_length(monkeypatch):
+    "grpo.response_parts reaches every pass of the update (reference, old, policy): split by length, it steps as one pass does."
+    import copy
+    import staged_rl.trainer as T
+    model, _, shared = _update_batches(True)
+    calls, real = [], T.split_by_length
+    def cheap_split(lengths, parts):  # every pass free: split wherever lengths differ (these batches are small)
+        out = real(lengths, parts, part_cost=0); calls.append((parts, len(out))); return out
+    monkeypatch.setattr(T, 'split_by_length', cheap_split)
+    for kl, updates, passes in ((0, 1, 1), (0.05, 2, 4)):  # per micro-batch: the policy's; then reference + old + the policy's twice
+        out = {}
+        for parts in (1, 3):
+            cfg = load_config('smoke', [f'grpo.kl_coef={kl}', f'grpo.updates_per_batch={updates}', 'sampling.temperature=0.7', 'grpo.max_grad_norm=1000', f'grpo.response_parts={parts}'])
+            m = copy.deepcopy(model); opt = torch.optim.SGD(m.parameters(), lr=0.05)
+            ref = copy.deepcopy(model).eval().requires_grad_(False) if kl else None
+            calls.clear()
+            stats = T.policy_update(m, ref, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), [dict(mb) for mb in shared], cfg, entropy_coef=0.01)
+            out[parts] = stats, [p.detach() for p in m.parameters()], list(calls)
+        assert out[1][2] == []  # one pass: never split
+        assert len(out[3][2]) == passes * len(shared) and all(p == 3 for p, _ in out[3][2]) and any(k > 1 for _, k in out[3][2])
+        for k in ('loss', 'entropy', 'pg_loss', 'grad_norm', 'tokens'): assert out[3][0][k] == pytest.approx(out[1][0][k], rel=1e-4, abs=1e-6), k
+        for a, b in zip(out[1][1], out[3][1]): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
 def test_shared_prompt_refused_under_checkpointing():
     "Activation checkpointing drops the cache in training mode: the trainer chooses plain micro-batches, the shared path refuses."
     from staged_rl.config import GRPOConfig
