@@ -253,6 +253,7 @@ class ScoringConfig:
     adaptive: bool = False  # stop sampling a problem once its level-relevant outcome is settled
     round_size: int = 4  # with adaptive: samples per round
     batch_prompts: int = 32  # problems per generation call
+    workers: int = 1  # hf engine on CPU: processes scoring a role's batches side by side (each loads the model; results identical to one)
     engine: str = 'auto'  # auto (= `model.engine`) | hf | vllm (in-process, one process per role) | openai (a server)
     base_url: str = 'http://127.0.0.1:8000/v1'  # openai: the server's OpenAI-compatible root (vllm serve, sglang, a hosted API)
     api_model: str = ''  # openai: model name at the server; '' uses the ladder role's spec (what `vllm serve SPEC` serves)
@@ -268,6 +269,7 @@ class ScoringConfig:
     role_process: bool = True  # vllm: score each ladder role in its own spawned process so its GPU memory is returned
     def __post_init__(self):
         _check(self.k >= 1, 'k', self.k, 'an int >= 1')
+        _check(self.workers >= 1, 'workers', self.workers, 'an int >= 1')
         _check(self.engine in ('auto', 'hf', 'vllm', 'openai'), 'engine', self.engine, 'auto, hf, vllm, openai')
         _check(self.concurrency >= 1, 'concurrency', self.concurrency, 'an int >= 1')
         _check(self.max_retries >= 0, 'max_retries', self.max_retries, 'an int >= 0')
@@ -478,7 +480,7 @@ PRESETS = {
         'eval': {'sets': [{'name': 'math', 'source': 'tiny:math_heldout', 'k': 16},  # the paper's k for math; cheap here
                           {'name': 'code', 'source': 'tiny:code_heldout', 'k': 4, 'limit': 100}],  # grading code is the slow part
                  'sampling': {'max_new_tokens': 128}, 'every': 0},  # step 0 and each stage's end (40, 60): all the claims read; training never depends on evaluation
-        'scoring': {'k': 128, 'round_size': 16, 'sampling': {'temperature': 1.0, 'top_p': 1.0, 'max_new_tokens': 128}, 'adaptive': True},  # at the training temperature; rounds of 16 until the level facts are settled, up to 128 where every sample so far is 0 (or 1): stable levels, measured in nbs/08_scoring.ipynb
+        'scoring': {'k': 128, 'round_size': 16, 'sampling': {'temperature': 1.0, 'top_p': 1.0, 'max_new_tokens': 128}, 'adaptive': True, 'workers': 2},  # at the training temperature; rounds of 16 until the level facts are settled, up to 128 where every sample so far is 0 (or 1): stable levels, measured in nbs/08_scoring.ipynb; a role's batches on both cores
         'filtering': {'levels_code': [3]},  # the experiments train on code level 3 only (the mix), so the small and medium models never score code
         'data': {'levels_dir': 'runs/tiny-cpu/levels'},
         'output': {'dir': 'runs/tiny-cpu', 'save_every': 5},

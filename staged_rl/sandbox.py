@@ -4,14 +4,14 @@
 
 # %% ../nbs/03_sandbox.ipynb #a2cb0e98
 from __future__ import annotations
-import ast, atexit, ctypes, functools, json, math, os, platform, select, shutil, signal, stat, struct, subprocess, sys, sysconfig, tempfile, time
+import ast, atexit, ctypes, functools, json, marshal, math, os, platform, select, shutil, signal, stat, struct, subprocess, sys, sysconfig, tempfile, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BOOT_SRC', 'UID_BASE', 'PKG_DIR', 'SandboxLimits', 'SandboxUnavailable', 'SandboxError', 'to_plain', 'from_plain',
-           'bpf_program', 'landlock_abi', 'package_paths', 'isolation_layers', 'become_sandbox_host', 'Session',
-           'run_stdin']
+__all__ = ['BOOT_SRC', 'BOOT_STUB', 'UID_BASE', 'PKG_DIR', 'SandboxLimits', 'SandboxUnavailable', 'SandboxError', 'to_plain',
+           'from_plain', 'bpf_program', 'boot_code', 'landlock_abi', 'package_paths', 'isolation_layers',
+           'become_sandbox_host', 'Session', 'run_stdin']
 
 # %% ../nbs/03_sandbox.ipynb #d2b5f979
 @dataclass
@@ -375,6 +375,24 @@ def _main():
 _main()
 '''
 BOOT_SRC = _BOOT_CODEC + _BOOT_FRAME + _BOOT_LOCK + _BOOT_SERVE + _BOOT_MAIN
+BOOT_STUB = ("import os, marshal\n"  # the interpreter's `-c`: read one frame (the compiled bootstrap) from stdin and run it
+             "def _read(n):\n"
+             "    b = b''\n"
+             "    while len(b) < n:\n"
+             "        c = os.read(0, n - len(b))\n"
+             "        if not c: os._exit(2)\n"
+             "        b += c\n"
+             "    return b\n"
+             "exec(marshal.loads(_read(int.from_bytes(_read(8), 'big'))))\n")
+
+@functools.lru_cache(maxsize=8)
+def boot_code(python:str) -> bytes:
+    "`BOOT_SRC` compiled by `python` (the solutions' interpreter) and marshalled: what `BOOT_STUB` reads and runs."
+    if os.path.realpath(python) == os.path.realpath(sys.executable): return marshal.dumps(compile(BOOT_SRC, '<boot>', 'exec', dont_inherit=True))  # not this module's __future__ flags: as `-c` would
+    out = subprocess.run([python, '-I', '-S', '-B', '-c', "import marshal, sys; sys.stdout.buffer.write(marshal.dumps(compile(sys.stdin.read(), '<boot>', 'exec')))"],
+                         input=BOOT_SRC.encode(), capture_output=True, timeout=60)
+    if out.returncode != 0: raise SandboxError(f"{python} cannot compile the sandbox bootstrap: {out.stderr.decode(errors='replace')[-300:]}")
+    return out.stdout
 
 # %% ../nbs/03_sandbox.ipynb #07139916
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -691,7 +709,7 @@ class Session:
                                "(staged_rl.code_reward's worker pool does this)")
         h = _host(self.lim.python)
         self.pkgs = package_paths(self.lim.packages, self.lim.python)
-        argv, fds = [h.python, '-I', '-S', '-B', '-c', BOOT_SRC], ()
+        argv, fds = [h.python, '-I', '-S', '-B', '-c', BOOT_STUB], ()  # the bootstrap arrives compiled (below): no parsing per sample
         if h.bwrap:
             if h.seccomp: fds = (_bpf_fd(),)
             argv = _bwrap_argv(h.bwrap, h.ro, h.root, self.lim.tmp_mb << 20, fds[0] if fds else None, self.pkgs, _site_dirs(h.python, h.ro)) + argv
@@ -716,14 +734,17 @@ class Session:
         self.rfd, self.wfd = self.proc.stdout.fileno(), self.proc.stdin.fileno()
         os.set_blocking(self.wfd, False)
         deadline = time.monotonic() + self.lim.startup_s
+        if not self._write(boot_code(h.python), deadline): return None
         if not self._send({**self.job, 'lock': self._lock(h), 'packages': where}, deadline): return None
         first = self._next(deadline)
         if first is not None and 'fatal' in first: self.close(); raise SandboxError(str(first['fatal']))
         if first is None or 'locked' not in first: return None
         return self._next(deadline, lambda m: 'ready' in m or 'error' in m)
 
-    def _send(self, msg, deadline) -> bool:
-        data = to_plain(msg).encode('utf-8', 'surrogatepass')
+    def _send(self, msg, deadline) -> bool: return self._write(to_plain(msg).encode('utf-8', 'surrogatepass'), deadline)
+
+    def _write(self, data:bytes, deadline) -> bool:
+        "Send one frame (8-byte length, then `data`) before `deadline`."
         view = memoryview(len(data).to_bytes(8, 'big') + data)
         while view:
             left = deadline - time.monotonic()

@@ -4,8 +4,8 @@
 
 # %% ../nbs/08_scoring.ipynb #7da74e9e
 from __future__ import annotations
-import functools, gc, hashlib, importlib, itertools, json, os, socket, sys, threading, time, urllib.error, urllib.request, warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import functools, gc, hashlib, importlib, itertools, json, multiprocessing, os, socket, sys, threading, time, urllib.error, urllib.request, warnings
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 from .config import ROLES, FilterConfig, load_config, derive_seed, get_device, show_progress
@@ -17,10 +17,10 @@ from .rollout import Completion, SamplingParams, HFEngine, VLLMEngine
 
 # %% auto #0
 __all__ = ['ADAPTIVE_ORDER', 'SCORES_FILE', 'needed_fact', 'settled', 'adaptive_levels', 'scores_path', 'role_signatures',
-           'read_scores', 'append_records', 'rates_from_records', 'score_role', 'engine_kind', 'scoring_vllm_overrides',
-           'default_engine_factory', 'score_pool', 'summarize', 'compare_levels', 'package_fingerprint',
-           'score_cache_path', 'cached_score_pool', 'ServerError', 'OpenAIEngine', 'score_role_in_process',
-           'import_rates', 'write_levels']
+           'read_scores', 'append_records', 'rates_from_records', 'score_role', 'scoring_workers', 'engine_kind',
+           'scoring_vllm_overrides', 'default_engine_factory', 'score_pool', 'summarize', 'compare_levels',
+           'package_fingerprint', 'score_cache_path', 'cached_score_pool', 'ServerError', 'OpenAIEngine',
+           'score_role_in_process', 'import_rates', 'write_levels']
 
 # %% ../nbs/08_scoring.ipynb #951de389
 ADAPTIVE_ORDER = ('strongest', 'small', 'medium', 'large')  # adaptive mode scores roles in this order
@@ -203,34 +203,69 @@ def score_role(problems:list, # the problems that need this role, in pool order
                make_engine, # (role, spec) -> (engine, tokenizer, close)
                score_fn, # None (the verifiers, `staged_rl.rewards.grade`), or a stand-in `(problems, responses) -> scores`
                progress:bool=True, # show a tqdm bar: problems done and rollouts spent
+               workers=None, # a process pool (`scoring_workers`) that scores the batches side by side; None: here, one by one
               ) -> dict:
-    "Score `problems` under `role`'s model in fixed batches, appending records; returns the new records."
+    "Score `problems` under `role`'s model in fixed batches, appending records in batch order; returns the new records."
     from tqdm.auto import tqdm
     spec, sig, bp = getattr(cfg.ladder, role), role_signatures(cfg)[role], cfg.scoring.batch_prompts
     batches = [problems[i:i + bp] for i in range(0, len(problems), bp)]
     todo = [(b, batch) for b, batch in enumerate(batches) if any((p.id, role) not in done for p in batch)]
     new = {}
     if not todo: return new
-    engine, tokenizer, close = make_engine(role, spec)
-    if getattr(engine, 'concurrent', False):  # a server: many problems in flight, each stored as soon as it settles
-        try: return _score_streaming(engine, tokenizer, [p for p in problems if (p.id, role) not in done], role, cfg, facts, out_path, score_fn, progress)
-        finally: close()
     bar = tqdm(total=len(problems), initial=len(problems) - sum(len(bt) for _, bt in todo), desc=f"score {role}", unit='problem', disable=not show_progress(progress))
     spent = 0
+    def store(batch, scores, comps, secs):
+        nonlocal spent
+        recs = [_record(p, role, spec, sig, s, c, facts.get(p.id) if cfg.scoring.adaptive else None, secs)
+                for p, s, c in zip(batch, scores, comps) if (p.id, role) not in done]
+        append_records(out_path, recs)
+        new.update({(r['id'], role): r for r in recs})
+        spent += sum(len(s) for s in scores)
+        bar.update(len(batch)); bar.set_postfix(rollouts=spent)
+    if workers is not None:  # every batch's samples depend on its problems and seed only, so where it runs changes nothing
+        futs = [workers.submit(_score_batch_in_worker, cfg, role, b, batch, [facts.get(p.id) for p in batch]) for b, batch in todo]
+        try:
+            for (b, batch), f in zip(todo, futs):  # stored in batch order, as one process stores them: the same file
+                scores, comps, secs = f.result()
+                store(batch, scores, comps, secs / len(batch))
+        finally:
+            for f in futs: f.cancel()
+            bar.close()
+        return new
+    engine, tokenizer, close = make_engine(role, spec)
+    if getattr(engine, 'concurrent', False):  # a server: many problems in flight, each stored as soon as it settles
+        bar.close()
+        try: return _score_streaming(engine, tokenizer, [p for p in problems if (p.id, role) not in done], role, cfg, facts, out_path, score_fn, progress)
+        finally: close()
     try:
         for b, batch in todo:
             t0 = time.time()
             scores, comps = _run_batch(engine, tokenizer, batch, [facts.get(p.id) for p in batch], cfg, role, b, score_fn)
-            secs = (time.time() - t0) / len(batch)
-            recs = [_record(p, role, spec, sig, s, c, facts.get(p.id) if cfg.scoring.adaptive else None, secs)
-                    for p, s, c in zip(batch, scores, comps) if (p.id, role) not in done]
-            append_records(out_path, recs)
-            new.update({(r['id'], role): r for r in recs})
-            spent += sum(len(s) for s in scores)
-            bar.update(len(batch)); bar.set_postfix(rollouts=spent)
+            store(batch, scores, comps, (time.time() - t0) / len(batch))
     finally:
         bar.close(); close()
     return new
+
+_WORKER = {}  # in a scoring worker process: the role whose engine is loaded, its engine, tokenizer and close
+
+def _score_batch_in_worker(cfg, role:str, b:int, batch:list, facts:list) -> tuple:
+    "Batch `b` of `role`, scored in a `scoring_workers` process (the role's model loaded once per process): (scores, completions, seconds)."
+    if _WORKER.get('role') != role:
+        if _WORKER.get('close'): _WORKER['close']()
+        _WORKER.update(zip(('engine', 'tokenizer', 'close'), default_engine_factory(cfg)(role, getattr(cfg.ladder, role))), role=role)
+    t0 = time.time()
+    scores, comps = _run_batch(_WORKER['engine'], _WORKER['tokenizer'], batch, facts, cfg, role, b, None)
+    return scores, comps, time.time() - t0
+
+def scoring_workers(cfg):
+    "A pool of `scoring.workers` spawned processes for `score_role`, or None for one (or an engine that cannot share a machine)."
+    n = cfg.scoring.workers
+    if n == 1: return None
+    if engine_kind(cfg) != 'hf' or get_device(cfg.model.device).type != 'cpu':
+        raise ValueError(f"scoring.workers={n}: side-by-side scoring processes run the transformers engine on CPU cores; "
+                         f"this run scores with engine {engine_kind(cfg)!r} on {get_device(cfg.model.device)} (set scoring.workers=1)")
+    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context('spawn'))
+
 
 # %% ../nbs/08_scoring.ipynb #5df49302
 def engine_kind(cfg) -> str:
@@ -306,25 +341,30 @@ def score_pool(problems:list, # the pool; ids must be unique
     idset = set(ids)
     records = {key: r for key, r in stored.items() if key[0] in idset}
     roles = [r for r in ADAPTIVE_ORDER if r in s.roles] if s.adaptive else list(dict.fromkeys(s.roles))
-    for role in roles:
-        spec, facts, need, skips = getattr(cfg.ladder, role), {}, [], []
-        for p in problems:
-            if s.adaptive:
-                known = {r: records[(p.id, r)]['pass_rate'] for r in ROLES if (p.id, r) in records}
-                facts[p.id] = needed_fact(role, known, cfg.filtering, p.domain)
-                if facts[p.id] is None:
-                    if (p.id, role) not in records:
-                        why = 'discarded: strongest = 0' if known.get('strongest') == 0 else \
-                              'not needed given ' + ', '.join(f"{r} = {v:g}" for r, v in known.items() if v is not None)
-                        skips.append(_skip_record(p, role, spec, sigs[role], why))
-                    continue
-            need.append(p)
-        if skips: append_records(out_path, skips); records.update({(r['id'], role): r for r in skips})
-        if isolate_roles is None: isolate_roles = engine_kind(cfg) == 'vllm' and s.role_process
-        if isolate_roles and need:
-            if custom: raise ValueError("isolate_roles: the per-role process builds its own engine and grader; leave make_engine and score_fn at their defaults")
-            records.update(score_role_in_process(need, role, cfg, facts, out_path, progress))
-        else: records.update(score_role(need, role, cfg, facts, records, out_path, make_engine, score_fn, progress))
+    if s.workers > 1 and custom: raise ValueError(f"scoring.workers={s.workers}: the worker processes build their own engine and grader; leave make_engine and score_fn at their defaults")
+    workers = scoring_workers(cfg)  # bad settings fail here, before any model is loaded
+    try:
+        for role in roles:
+            spec, facts, need, skips = getattr(cfg.ladder, role), {}, [], []
+            for p in problems:
+                if s.adaptive:
+                    known = {r: records[(p.id, r)]['pass_rate'] for r in ROLES if (p.id, r) in records}
+                    facts[p.id] = needed_fact(role, known, cfg.filtering, p.domain)
+                    if facts[p.id] is None:
+                        if (p.id, role) not in records:
+                            why = 'discarded: strongest = 0' if known.get('strongest') == 0 else \
+                                  'not needed given ' + ', '.join(f"{r} = {v:g}" for r, v in known.items() if v is not None)
+                            skips.append(_skip_record(p, role, spec, sigs[role], why))
+                        continue
+                need.append(p)
+            if skips: append_records(out_path, skips); records.update({(r['id'], role): r for r in skips})
+            if isolate_roles is None: isolate_roles = engine_kind(cfg) == 'vllm' and s.role_process
+            if isolate_roles and need:
+                if custom: raise ValueError("isolate_roles: the per-role process builds its own engine and grader; leave make_engine and score_fn at their defaults")
+                records.update(score_role_in_process(need, role, cfg, facts, out_path, progress))
+            else: records.update(score_role(need, role, cfg, facts, records, out_path, make_engine, score_fn, progress, workers))
+    finally:
+        if workers is not None: workers.shutdown(cancel_futures=True)
     return records
 
 def summarize(records:dict, # from `score_pool`

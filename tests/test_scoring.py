@@ -384,3 +384,26 @@ def test_roles_in_their_own_processes(tmp_path):
     apart = score_pool(pool, cfg, tmp_path/'b.jsonl', progress=False, isolate_roles=True)
     assert nosec(apart) == nosec(here) and len(apart) == 6
     with pytest.raises(ValueError, match='isolate_roles'): score_pool(pool, cfg, tmp_path/'c.jsonl', score_fn=fake_score, isolate_roles=True)
+
+
+def test_workers_store_the_same_records_in_the_same_order(tmp_path):
+    "scoring.workers=2 scores a role's batches in two processes: the store holds the records one process writes, line for line."
+    from staged_rl.filtering import load_pool
+    base = [f'output.dir={tmp_path}', 'rewards.workers=1', 'scoring.sampling.max_new_tokens=32', 'scoring.batch_prompts=3',
+            'scoring.adaptive=true', 'scoring.k=16', 'scoring.round_size=4']
+    cfg = load_config('smoke', base)
+    pool = load_pool(cfg)[::6]  # 12 problems: 4 batches per role, math and code
+    one = score_pool(pool, cfg, tmp_path/'one.jsonl', progress=False)
+    two = score_pool(pool, load_config('smoke', base + ['scoring.workers=2']), tmp_path/'two.jsonl', progress=False)
+    assert nosec(two) == nosec(one) and sum(r['n'] for r in one.values()) > 0
+    lines = lambda f: [{**json.loads(l), 'seconds': 0} for l in open(f)]
+    assert lines(tmp_path/'two.jsonl') == lines(tmp_path/'one.jsonl')
+
+
+def test_workers_refused_where_they_cannot_run(tmp_path):
+    pool = fake_pool(4)
+    with pytest.raises(ValueError, match='make_engine and score_fn'):
+        score_pool(pool, load_config('smoke', CFG + ['scoring.workers=2']), tmp_path/'a.jsonl', make_engine=fake_factory, score_fn=fake_score, progress=False)
+    with pytest.raises(ValueError, match="engine 'vllm'"):
+        score_pool(pool, load_config('smoke', CFG + ['scoring.workers=2', 'model.engine=vllm']), tmp_path/'b.jsonl', progress=False)
+    assert not (tmp_path/'b.jsonl').exists() or not (tmp_path/'b.jsonl').read_text()
