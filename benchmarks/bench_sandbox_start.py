@@ -10,10 +10,14 @@ as `-c` source and parsed and compiled it in every sandbox; now the grading proc
 
 The baseline is the same path with the old work put back: the bootstrap is sent as source and the stub compiles it
 (exactly what `-c BOOT_SRC` did), so the two differ only in the compile. Rounds alternate the two in one grading
-process; each round grades the same programs (the problems' worked solutions, so every assert runs). Last line:
+process; each round grades the same programs (the problems' worked solutions, so every assert runs).
+
+Then, for scale, the same compiled path in a child process with the cgroups switched off
+(`STAGED_RL_SANDBOX_DISABLE=cgroup`): joining a sandbox's cgroups (a cgroup v1 migration) is part of every start, and
+is not a lever (the cgroups cap a program's memory and processes); the line says what it costs here. Last line:
 `sandbox start (compiled bootstrap vs source): R.RRx programs/s (medians)`.
 """
-import argparse, statistics, sys, time
+import argparse, os, re, statistics, subprocess, sys, time
 from dataclasses import asdict
 from staged_rl import sandbox as S
 from staged_rl.code_reward import _judge, extract_code
@@ -35,6 +39,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--programs', type=int, default=60)
     ap.add_argument('--rounds', type=int, default=5)
+    ap.add_argument('--compiled-only', action='store_true', help='time the compiled path only (the child run without cgroups)')
     a = ap.parse_args()
     S.become_sandbox_host(); print('isolation layers:', S.isolation_layers())
     probs = [p for p in tiny_splits()['code']][:a.programs]
@@ -43,6 +48,9 @@ def main():
     compiled = (S.BOOT_STUB, S.boot_code)
     source = (SOURCE_STUB, lambda python: S.BOOT_SRC.encode())
     grade_all(programs[:5], lim)  # warm: the host probe, the first interpreter start from disk
+    if a.compiled_only:
+        c = statistics.median(grade_all(programs, lim) for _ in range(a.rounds))
+        print(f"medians: compiled {c / len(programs) * 1e3:.1f} ms per program"); return
     t = {'compiled': [], 'source': []}
     for r in range(a.rounds):
         for name, (stub, code) in (('compiled', compiled), ('source', source)) if r % 2 == 0 else (('source', source), ('compiled', compiled)):
@@ -52,6 +60,11 @@ def main():
         print(f"round {r + 1}: compiled {t['compiled'][-1] / len(programs) * 1e3:.1f} ms, source {t['source'][-1] / len(programs) * 1e3:.1f} ms per program")
     c, s = statistics.median(t['compiled']), statistics.median(t['source'])
     print(f"medians: compiled {c / len(programs) * 1e3:.1f} ms, source {s / len(programs) * 1e3:.1f} ms per program ({len(programs)} programs x {a.rounds} rounds)")
+    child = subprocess.run([sys.executable, __file__, '--programs', str(a.programs), '--rounds', str(a.rounds), '--compiled-only'],
+                           env={**os.environ, 'STAGED_RL_SANDBOX_DISABLE': 'cgroup'}, capture_output=True, text=True)
+    got = re.search(r"medians: compiled ([0-9.]+) ms", child.stdout)
+    if got is None: sys.exit(f"the run without cgroups failed: {child.stderr[-500:]}")
+    print(f"for scale: compiled, without the cgroups (not an option), {got.group(1)} ms per program, in a child process right after")
     print(f"sandbox start (compiled bootstrap vs source): {s / c:.2f}x programs/s (medians)")
 
 
