@@ -212,6 +212,11 @@ def score_role(problems:list, # the problems that need this role, in pool order
     todo = [(b, batch) for b, batch in enumerate(batches) if any((p.id, role) not in done for p in batch)]
     new = {}
     if not todo: return new
+    if workers is None:
+        engine, tokenizer, close = make_engine(role, spec)
+        if getattr(engine, 'concurrent', False):  # a server: many problems in flight, each stored as soon as it settles
+            try: return _score_streaming(engine, tokenizer, [p for p in problems if (p.id, role) not in done], role, cfg, facts, out_path, score_fn, progress)
+            finally: close()
     bar = tqdm(total=len(problems), initial=len(problems) - sum(len(bt) for _, bt in todo), desc=f"score {role}", unit='problem', disable=not show_progress(progress))
     spent = 0
     def store(batch, scores, comps, secs):
@@ -232,11 +237,6 @@ def score_role(problems:list, # the problems that need this role, in pool order
             for f in futs: f.cancel()
             bar.close()
         return new
-    engine, tokenizer, close = make_engine(role, spec)
-    if getattr(engine, 'concurrent', False):  # a server: many problems in flight, each stored as soon as it settles
-        bar.close()
-        try: return _score_streaming(engine, tokenizer, [p for p in problems if (p.id, role) not in done], role, cfg, facts, out_path, score_fn, progress)
-        finally: close()
     try:
         for b, batch in todo:
             t0 = time.time()
