@@ -183,8 +183,11 @@ def test_readme_pipeline_runs_as_written(tmp_path):
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
 def test_killed_ladder_build_leaves_no_tmp(tmp_path, sig):
     cache = tmp_path/'cache'
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the
+    # build is given the default disposition that a terminal's Ctrl-C finds, however this test suite was launched.
     p = subprocess.Popen([*CLI, 'ladder', 'smoke', f'tiny.cache_dir={cache}', 'tiny.sft_steps=[4000,4000,4000,4000]'],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         t0 = time.time()
         while not list(cache.glob('ladder-*.tmp-*/tokenizer')):  # the build is under way
